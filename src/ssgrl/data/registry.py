@@ -1,0 +1,47 @@
+"""Datasets by name: ``load_split("voc2007", "trainval", root=..., difficult="ignore")``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ssgrl.data.base import Split
+
+SplitLoader = Callable[..., Split]
+"""``loader(root: Path | None, split: str, **options) -> Split``."""
+
+_LOADERS: dict[str, SplitLoader] = {}
+
+# module that registers each dataset name, imported on first use
+_MODULES = {
+    "synthetic": "ssgrl.data.synthetic",
+    "manifest": "ssgrl.data.manifest",
+    "voc2007": "ssgrl.data.voc",
+    "voc2012": "ssgrl.data.voc",
+    "coco2014": "ssgrl.data.coco",
+    "vg500": "ssgrl.data.vg",
+    "nuswide": "ssgrl.data.nuswide",
+}
+
+
+def register_dataset(name: str) -> Callable[[SplitLoader], SplitLoader]:
+    def wrap(fn: SplitLoader) -> SplitLoader:
+        _LOADERS[name] = fn
+        return fn
+
+    return wrap
+
+
+def dataset_names() -> list[str]:
+    return sorted(_MODULES)
+
+
+def load_split(dataset: str, split: str, root: str | Path | None = None, **options: Any) -> Split:
+    """Load one split of a named dataset; ``options`` are the dataset's own keyword options."""
+    if dataset not in _MODULES:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(dataset_names())}")
+    if dataset not in _LOADERS:
+        importlib.import_module(_MODULES[dataset])
+    return _LOADERS[dataset](None if root is None else Path(root), split, **options)

@@ -1,0 +1,100 @@
+"""Image transforms. Evaluation is resize -> centre crop -> normalise, the same for every
+dataset and for ``ssgrl predict``; training adds one of a few named augmentation policies."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2 as T
+
+Augment = Literal["none", "flip", "paper", "modern"]
+PAPER_SCALES = (640, 576, 512, 384, 320)
+
+_INTERPOLATION = {
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+def preprocessing_dict(
+    image_size: int,
+    resize: int | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    interpolation: str,
+) -> dict[str, Any]:
+    """The evaluation preprocessing as plain data, saved in every checkpoint."""
+    return {
+        "image_size": int(image_size),
+        "resize": int(resize if resize is not None else image_size),
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "interpolation": interpolation,
+    }
+
+
+def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list[Any]:
+    return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
+
+
+def eval_transform(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+    """Resize the image to ``resize`` x ``resize``, centre-crop ``image_size``, normalise."""
+    interp = _INTERPOLATION[pre["interpolation"]]
+    size, resize = int(pre["image_size"]), int(pre["resize"])
+    steps: list[Any] = [T.Resize((resize, resize), interpolation=interp, antialias=True)]
+    if resize != size:
+        steps.append(T.CenterCrop(size))
+    return T.Compose(steps + _to_tensor(pre["mean"], pre["std"]))
+
+
+class RandomSquareCrop:
+    """The authors' multi-scale crop: a random square whose side is drawn from ``scales``."""
+
+    def __init__(self, scales: Sequence[int]) -> None:
+        self.scales = tuple(scales)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        side = min(random.choice(self.scales), img.width, img.height)
+        x = random.randint(0, img.width - side)
+        y = random.randint(0, img.height - side)
+        return img.crop((x, y, x + side, y + side))
+
+
+def train_transform(
+    pre: dict[str, Any], augment: Augment, scales: Sequence[int] = PAPER_SCALES
+) -> Callable[[Image.Image], torch.Tensor]:
+    """``none``: as evaluation (deterministic, so backbone features may be cached);
+    ``flip``: plus horizontal flip; ``paper``: resize to ``resize``, random square crop with a
+    side from ``scales``, resize to ``image_size`` (no flip, as the authors' code);
+    ``modern``: random resized crop, flip and RandAugment."""
+    interp = _INTERPOLATION[pre["interpolation"]]
+    size, resize = int(pre["image_size"]), int(pre["resize"])
+    tail = _to_tensor(pre["mean"], pre["std"])
+    if augment == "none":
+        return eval_transform(pre)
+    if augment == "flip":
+        return T.Compose([eval_transform(pre), T.RandomHorizontalFlip()])
+    if augment == "paper":
+        return T.Compose(
+            [
+                T.Resize((resize, resize), interpolation=interp, antialias=True),
+                RandomSquareCrop(scales),
+                T.Resize((size, size), interpolation=interp, antialias=True),
+                *tail,
+            ]
+        )
+    if augment == "modern":
+        return T.Compose(
+            [
+                T.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=interp, antialias=True),
+                T.RandomHorizontalFlip(),
+                T.RandAugment(num_ops=2, magnitude=9),
+                *tail,
+            ]
+        )
+    raise ValueError(f"unknown augmentation {augment!r}; expected none, flip, paper or modern")

@@ -1,0 +1,20 @@
+"""Pure PyTorch models: no file reading, no device choice, no Lightning."""
+
+from ssgrl.models.backbone import Backbone, default_preprocessing
+from ssgrl.models.decoupling import SemanticDecoupling
+from ssgrl.models.factory import MODEL_CONFIGS, ModelConfig, build_model, model_config
+from ssgrl.models.ggnn import GGNN
+from ssgrl.models.ssgrl import SSGRL, Baseline
+
+__all__ = [
+    "GGNN",
+    "MODEL_CONFIGS",
+    "SSGRL",
+    "Backbone",
+    "Baseline",
+    "ModelConfig",
+    "SemanticDecoupling",
+    "build_model",
+    "default_preprocessing",
+    "model_config",
+]
