@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from ssgrl.cli import main
 from ssgrl.data import registry
 from ssgrl.data.base import Split
 from ssgrl.graph import LabelGraph, build_label_graph
+from ssgrl.graph.cli import DATAMODULE_DEFAULTS
 
 DATASET = "graph-cli-fixture"
 CLASSES = ("person", "bicycle", "dog", "unicorn")  # unicorn never occurs
@@ -73,12 +75,12 @@ def test_flags_write_npy_json_png(
     assert printed == [str(out / n) for n in ("graph.npy", "graph.json", "graph.png")]
     assert "never occur in 'train'" in captured.err and "unicorn" in captured.err
 
-    expected = build_label_graph(fixture_targets(12, 3), CLASSES, "train")
+    expected = build_label_graph(fixture_targets(12, 3), CLASSES, f"{DATASET}:train")
     matrix = np.load(out / "graph.npy")
     np.testing.assert_array_equal(matrix, expected.matrix)
     record = json.loads((out / "graph.json").read_text())
     assert set(record) == {"classes", "split", "num_images", "sha256", "options", "matrix"}
-    assert record["classes"] == list(CLASSES) and record["split"] == "train"
+    assert record["classes"] == list(CLASSES) and record["split"] == f"{DATASET}:train"
     assert record["num_images"] == 12
     assert record["sha256"] == expected.sha256 == hashlib.sha256(matrix.tobytes()).hexdigest()
     assert record["options"] == {
@@ -122,10 +124,28 @@ def test_config_forms_and_overrides(calls: list[dict[str, Any]], tmp_path: Path)
     record = json.loads((tmp_path / "c" / "graph.json").read_text())
     assert record["options"]["dataset_options"] == {"num_train": 9, "seed": 6}
     expected = build_label_graph(
-        fixture_targets(9, 6), CLASSES, "train", diagonal=0, threshold=0.4, reweight=0.25
+        fixture_targets(9, 6), CLASSES, f"{DATASET}:train", diagonal=0, threshold=0.4, reweight=0.25
     )
     assert record["sha256"] == expected.sha256
     np.testing.assert_array_equal(np.load(tmp_path / "c" / "graph.npy"), expected.matrix)
+
+
+def test_config_without_dataset_uses_datamodule_defaults(
+    calls: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(registry._LOADERS, "synthetic", registry._LOADERS[DATASET])
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  dataset_options: {num_train: 5}\n")
+    assert main(["graph", "--out", str(tmp_path / "out"), "--config", str(config)]) == 0
+    assert calls == [{"root": None, "split": "train", "num_train": 5, "seed": 0}]
+    assert LabelGraph.load(tmp_path / "out").split == "synthetic:train"
+
+
+def test_defaults_match_the_datamodule() -> None:
+    from ssgrl.data.datamodule import SSGRLDataModule
+
+    params = inspect.signature(SSGRLDataModule.__init__).parameters
+    assert {k: params[k].default for k in DATAMODULE_DEFAULTS} == DATAMODULE_DEFAULTS
 
 
 def test_eval_split_warns(
@@ -145,7 +165,7 @@ def test_eval_split_warns(
             r"c\.yaml, line \d+: not valid YAML",
         ),
         ("model: {}\n", ["--config", "{tmp}/c.yaml"], "expected a mapping with a 'data' section"),
-        ("data:\n  root: x\n", ["--config", "{tmp}/c.yaml"], "has no data.dataset"),
+        ("data:\n  dataset: ''\n", ["--config", "{tmp}/c.yaml"], "no dataset given"),
         (
             f"data:\n  dataset: {DATASET}\n  dataset_options: 3\n",
             ["--config", "{tmp}/c.yaml"],

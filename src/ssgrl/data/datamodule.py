@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -196,12 +195,11 @@ class SSGRLDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader[Batch]:
         return self._loader("train", train=True)
 
-    def val_dataloader(self) -> DataLoader[Batch]:
+    def val_dataloader(self) -> DataLoader[Batch] | list[DataLoader[Batch]]:
+        if self.split_names["val"] is None:
+            return []  # no validation: Lightning then skips the loop
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader[Batch]:
         return self._loader("test", train=False)
 
-
-def resolve_root(root: str | None) -> Path | None:
-    return None if root is None else Path(root)

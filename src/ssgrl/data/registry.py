@@ -35,13 +35,15 @@ def register_dataset(name: str) -> Callable[[SplitLoader], SplitLoader]:
 
 
 def dataset_names() -> list[str]:
-    return sorted(_MODULES)
+    return sorted(set(_MODULES) | set(_LOADERS))
 
 
 def load_split(dataset: str, split: str, root: str | Path | None = None, **options: Any) -> Split:
     """Load one split of a named dataset; ``options`` are the dataset's own keyword options."""
-    if dataset not in _MODULES:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(dataset_names())}")
     if dataset not in _LOADERS:
+        if dataset not in _MODULES:
+            raise ValueError(
+                f"unknown dataset {dataset!r}; expected one of {', '.join(dataset_names())}"
+            )
         importlib.import_module(_MODULES[dataset])
     return _LOADERS[dataset](None if root is None else Path(root), split, **options)

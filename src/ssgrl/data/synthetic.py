@@ -52,6 +52,7 @@ SPLIT_IDS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 GENERATOR_VERSION = 1
 MAX_LABELS = 4  # distinct classes per image
 MAX_OBJECTS = 5  # object instances per image
+PLAIN_BACKGROUND_P = 0.25  # share of images whose background does not show the scene
 
 RGB = tuple[int, int, int]
 Box = tuple[int, float, float, float, float]
@@ -115,7 +116,7 @@ class _Style:
 _STYLES: dict[str, _Style] = {
     "sun": _Style((0.2, 0.34), (0.1, 0.45), 180, flip=False),
     "moon": _Style((0.18, 0.32), (0.1, 0.45), 180),
-    "star": _Style((0.07, 0.14), (0.08, 0.6), 180, p_faint=0.5, faint=(0.3, 0.55), p_edge=0.05, extra=2),
+    "star": _Style((0.06, 0.13), (0.08, 0.6), 180, p_faint=0.6, faint=(0.35, 0.6), p_edge=0.05, extra=2),
     "cloud": _Style((0.28, 0.46), (0.1, 0.4), 8, extra=1),
     "tree": _Style((0.3, 0.5), (0.45, 0.8), 8, extra=1),
     "house": _Style((0.3, 0.48), (0.45, 0.8), 5),
@@ -125,10 +126,10 @@ _STYLES: dict[str, _Style] = {
         (0.18, 0.3),
         (0.62, 0.95),
         30,
-        p_small=0.45,
-        small=(0.09, 0.14),
-        p_faint=0.35,
-        faint=(0.25, 0.45),
+        p_small=0.5,
+        small=(0.08, 0.13),
+        p_faint=0.45,
+        faint=(0.25, 0.5),
         p_edge=0.35,
         extra=1,
     ),
@@ -198,8 +199,13 @@ def _shade(c: RGB, f: float) -> RGB:
 
 
 def _pick(rng: np.random.Generator, options: list[RGB], jitter: int = 18) -> RGB:
-    base = np.array(options[int(rng.integers(len(options)))])
-    return tuple(int(v) for v in np.clip(base + rng.integers(-jitter, jitter + 1, 3), 0, 255))  # type: ignore[return-value]
+    """One of ``options``, each channel moved by up to ``jitter``."""
+    base = options[int(rng.integers(len(options)))]
+    return _jitter(base, rng.integers(-jitter, jitter + 1, 3).tolist())
+
+
+def _jitter(c: RGB, d: list[int]) -> RGB:
+    return (min(max(c[0] + d[0], 0), 255), min(max(c[1] + d[1], 0), 255), min(max(c[2] + d[2], 0), 255))
 
 
 def _sun(rng: np.random.Generator) -> list[_Part]:
@@ -560,6 +566,7 @@ class _Distractor:
 
 @dataclass(frozen=True)
 class _Background:
+    decor: str  # scene whose decorations are drawn (waves, fence, ...), or "plain"
     top: RGB  # sky / wall, top and bottom of the upper region
     mid: RGB
     ground: RGB  # lower region (road, water, grass, floor), top and bottom
@@ -632,12 +639,13 @@ def _place(
     sx = rng.uniform(0.88, 1.12) * (-1.0 if style.flip and rng.random() < 0.5 else 1.0)
     sy = rng.uniform(0.88, 1.12)
     edge = rng.random() < style.p_edge
+    # the box around the centre scales with the size: compute it once for size 1
+    unit = _extent(pts, pad, _Object(cls, shape_seed, 0.0, 0.0, 1.0, angle, sx, sy, faint))
     best: tuple[float, _Object, tuple[float, float, float, float]] | None = None
     for attempt in range(30):
         if attempt >= 15:
             size *= 0.93  # crowded: shrink
-        obj = _Object(cls, shape_seed, 0.0, 0.0, size, angle, sx, sy, faint)
-        x0, y0, x1, y1 = _extent(pts, pad, obj)
+        x0, y0, x1, y1 = (v * size for v in unit)
         w, h = x1 - x0, y1 - y0
         if edge and attempt < 20:
             vis = rng.uniform(0.55, 0.8)  # fraction of the box left inside the image
@@ -673,13 +681,18 @@ def _place(
 
 def _background(rng: np.random.Generator, scene: str) -> _Background:
     def jit(c: RGB, k: int = 20) -> RGB:
-        return tuple(int(v) for v in np.clip(np.array(c) + rng.integers(-k, k + 1, 3), 0, 255))  # type: ignore[return-value]
+        return _jitter(c, rng.integers(-k, k + 1, 3).tolist())
 
     if rng.random() < 0.75:
         sky_top, sky_mid = jit((70, 140, 220), 30), jit((175, 210, 240), 20)
     else:  # hazy or sunset sky
         sky_top, sky_mid = jit((120, 150, 200), 30), jit((240, 190, 150), 25)
-    if scene == "sky":
+    decor = scene
+    if rng.random() < PLAIN_BACKGROUND_P:  # a background that does not tell the scene
+        decor = "plain"
+        top, mid, ground, far = (_hsv(rng, (0.0, 1.0), (0.1, 0.7), (0.3, 0.95)) for _ in range(4))
+        horizon = rng.uniform(0.3, 1.0)
+    elif scene == "sky":
         top, mid, ground, far, horizon = sky_top, sky_mid, sky_mid, sky_mid, 1.0
         if rng.random() < 0.3:  # distant hills
             ground, far, horizon = jit((90, 140, 80)), jit((70, 120, 60)), rng.uniform(0.8, 0.92)
@@ -704,7 +717,7 @@ def _background(rng: np.random.Generator, scene: str) -> _Background:
     if rng.random() < 0.35:
         stripes = (rng.uniform(6, 18), rng.uniform(6, 24), rng.uniform(0, np.pi))
     return _Background(
-        top, mid, ground, far, float(horizon), float(rng.uniform(6, 22)), stripes, float(rng.uniform(3, 12)),
+        decor, top, mid, ground, far, float(horizon), float(rng.uniform(6, 22)), stripes, float(rng.uniform(3, 12)),
         int(rng.integers(2**63)),
     )
 
@@ -795,7 +808,8 @@ def _lerp(a: RGB, b: RGB, t: np.ndarray) -> np.ndarray:
     return np.array(a, np.float32) + (np.array(b, np.float32) - np.array(a, np.float32)) * t[:, None]
 
 
-def _draw_background(bg: _Background, scene: str, size: int, rng: np.random.Generator) -> Image.Image:
+def _draw_background(bg: _Background, size: int, rng: np.random.Generator) -> Image.Image:
+    scene = bg.decor
     lo = max(size // 2, 8)  # smooth layers are computed at half resolution, then upsampled
     ys = (np.arange(lo, dtype=np.float32) + 0.5) / lo
     h = bg.horizon
@@ -901,7 +915,7 @@ def _draw_object(draw: ImageDraw.ImageDraw, img: Image.Image, obj: _Object, size
 def render(layout: _Layout, image_size: int) -> Image.Image:
     """The pixels of one image; the randomness of textures and grain comes from the layout's seed."""
     rng = np.random.default_rng(layout.background.seed)
-    img = _draw_background(layout.background, layout.scene, image_size, rng)
+    img = _draw_background(layout.background, image_size, rng)
     draw = ImageDraw.Draw(img)
     for d in layout.under:
         _draw_distractor(draw, d, image_size)

@@ -15,6 +15,7 @@ import numpy as np
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
 from ssgrl.data.datamodule import SSGRLDataModule
 from ssgrl.engine.module import SSGRLModule, write_json
@@ -41,8 +42,10 @@ class SSGRLCLI(LightningCLI):
         parser.set_defaults({"trainer.num_sanity_val_steps": 0, "trainer.max_epochs": 10})
 
     def before_instantiate_classes(self) -> None:
-        cfg = self.config[self.subcommand]
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.runs_root, self.subcommand)
+        # run=False (no subcommand) parses a flat config: used to instantiate without running
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        command = self.subcommand or "run"
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.runs_root, command)
         if run_dir.exists() and any(run_dir.iterdir()):
             raise SystemExit(f"run directory {run_dir} exists and is not empty; choose a new --run_dir")
         cfg.run_dir = str(run_dir)
@@ -71,7 +74,16 @@ class SSGRLCLI(LightningCLI):
             callbacks.append(LearningRateMonitor(logging_interval="epoch"))
         kwargs["callbacks"] = callbacks
         kwargs.setdefault("default_root_dir", str(self.run_dir))
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+            # the loops would run in spawned/forked workers, and their results (metrics.json,
+            # logits) would never reach this process
+            raise SystemExit(
+                "trainer.strategy ddp_spawn/ddp_fork/ddp_notebook runs the loops in spawned or "
+                "forked processes, whose results cannot reach metrics.json: use "
+                "--trainer.strategy ddp (each process launched as a script) instead"
+            )
+        return trainer
 
     # -- after each command: metrics.json ------------------------------------------------------
     def _protocol(self, role: str, selected_on: str | None) -> dict[str, Any]:
@@ -121,13 +133,15 @@ class SSGRLCLI(LightningCLI):
         print(f"metrics written to {path}")
 
     def _write_unlabelled(self, split: Any, result: dict[str, Any]) -> Path:
-        probs = 1.0 / (1.0 + np.exp(-result["logits"].astype(np.float64)))
+        logits = result["logits"].astype(np.float64)
         ids = [split.ids[int(i)] for i in result["index"]]
         if self.datamodule.dataset in ("voc2007", "voc2012"):
             from ssgrl.data.voc import write_voc_submission
 
+            # logits, not probabilities: those round to tied 1.000000 at 6 decimals
             year = self.datamodule.dataset.removeprefix("voc")
-            return write_voc_submission(ids, probs, list(split.classes), self.run_dir, year=year)
+            return write_voc_submission(ids, logits, list(split.classes), self.run_dir, year=year)
+        probs = 1.0 / (1.0 + np.exp(-logits))
         path = self.run_dir / "test_scores.csv"
         with path.open("w") as f:
             f.write("image," + ",".join(split.classes) + "\n")
@@ -155,10 +169,15 @@ class SSGRLCLI(LightningCLI):
 
 
 def lightning_main(argv: list[str]) -> int:
+    import sys
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*modules? in eval mode.*")  # frozen BatchNorm
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     SSGRLCLI(
         SSGRLModule,
         SSGRLDataModule,
-        args=argv,
+        args=None if argv == sys.argv[1:] else argv,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )

@@ -166,10 +166,11 @@ class SSGRLModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.net is None:
             self.build(self.datamodule, load_pretrained=stage == "fit")
+        if stage == "fit" and self.hparams.cache_features:
+            # here, before any dataloader is requested (a step-based scheduler asks early)
+            self._cache_features(self.trainer.strategy.root_device)
 
-    def on_fit_start(self) -> None:
-        if not self.hparams.cache_features:
-            return
+    def _cache_features(self, device: torch.device) -> None:
         net, dm = self._net, self.datamodule
         cache = self.feature_cache if self.feature_cache is not None else FeatureCache()
         self.feature_cache = cache
@@ -186,8 +187,9 @@ class SSGRLModule(L.LightningModule):
                 json.dumps(dm.dataset_options, sort_keys=True, default=str),
                 str(dm.split_names[role]),
             )
+            backbone = net.backbone.to(device)
             features = cache.get_or_compute(
-                key, net.backbone, dm.image_dataset(role), dm.eval_batch_size, 0, self.device
+                key, backbone, dm.image_dataset(role), dm.eval_batch_size, dm.num_workers, device
             )
             dm.set_features(role, features)
 

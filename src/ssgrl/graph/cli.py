@@ -5,8 +5,9 @@
                 [--diagonal {0,1}] [--threshold T] [--reweight P]
 
 With ``--config``, ``data.dataset``, ``data.root``, ``data.train_split`` and
-``data.dataset_options`` (or the same under ``data.init_args``) name the split; flags given as
-well override them and ``--option`` entries are merged over ``dataset_options``. Writes
+``data.dataset_options`` (or the same under ``data.init_args``; missing keys take
+SSGRLDataModule's defaults) name the split; flags given as well override them and ``--option``
+entries are merged over ``dataset_options``. The graph's ``split`` reads ``DATASET:SPLIT``. Writes
 ``graph.npy``, ``graph.json`` and ``graph.png`` into DIR and prints their paths, one a line.
 Exit code 0 on success, 2 on unusable input (the message on stderr names the file or option).
 """
@@ -25,6 +26,8 @@ from ssgrl.graph.cooccurrence import build_label_graph
 PROG = "ssgrl graph"
 GRAPH_PNG = "graph.png"
 _EVAL_SPLITS = ("val", "valid", "validation", "test")
+# SSGRLDataModule's defaults for keys a config leaves out (a test keeps them in step)
+DATAMODULE_DEFAULTS: dict[str, Any] = {"dataset": "synthetic", "root": None, "train_split": "train"}
 
 
 class InputError(Exception):
@@ -123,11 +126,12 @@ def parse_options(entries: list[str]) -> dict[str, Any]:
 
 def resolve_source(args: argparse.Namespace) -> tuple[str, str | None, str, dict[str, Any]]:
     """(dataset, root, split, dataset options) from the config file and the flags."""
-    section = read_data_section(args.config) if args.config is not None else {}
+    section: dict[str, Any] = {}
+    if args.config is not None:
+        section = DATAMODULE_DEFAULTS | read_data_section(args.config)
     dataset = args.dataset if args.dataset is not None else section.get("dataset")
     if not dataset:
-        where = f" and {args.config} has no data.dataset" if args.config is not None else ""
-        raise InputError(f"no dataset given: pass --dataset NAME or --config FILE{where}")
+        raise InputError("no dataset given: pass --dataset NAME or --config FILE")
     root = args.root if args.root is not None else section.get("root")
     split = args.split if args.split is not None else section.get("train_split") or "train"
     options = dict(section.get("dataset_options") or {})
@@ -156,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         graph = build_label_graph(
             split.targets,
             split.classes,
-            split=split.name,
+            split=f"{dataset}:{split_name}",  # as SSGRLModule records it in checkpoints
             diagonal=args.diagonal,
             threshold=args.threshold,
             reweight=args.reweight,
@@ -185,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     paths["png"] = Path(args.out) / GRAPH_PNG
     plot_graph(graph, paths["png"])
     print(
-        f"{PROG}: {dataset} split {graph.split!r}: {len(graph.classes)} classes, "
+        f"{PROG}: split {graph.split!r}: {len(graph.classes)} classes, "
         f"{graph.num_images} images, sha256 {graph.sha256}",
         file=sys.stderr,
     )

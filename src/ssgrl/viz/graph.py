@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -21,7 +22,7 @@ class GraphLike(Protocol):
     def matrix(self) -> np.ndarray: ...  # (C, C)
 
     @property
-    def classes(self) -> list[str]: ...  # C names, row/column order of ``matrix``
+    def classes(self) -> Sequence[str]: ...  # C names, row/column order of ``matrix``
 
     @property
     def split(self) -> str: ...  # the split the counts come from, e.g. "trainval"

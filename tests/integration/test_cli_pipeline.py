@@ -1,0 +1,156 @@
+"""End to end on tiny generated data: fit -> best/last checkpoints -> test -> predict -> explain,
+checking the files and their contents, and identical scores after a reload in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from ssgrl import load_model
+from ssgrl.cli import main
+from ssgrl.data.registry import load_split
+from ssgrl.inference.predictor import Predictor
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "tiny.yaml"
+DATA = {"num_train": 48, "num_val": 16, "num_test": 16, "image_size": 96}
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "fit"
+    assert main(["fit", "--config", str(TINY), "--run_dir", str(run), "--trainer.enable_progress_bar", "false"]) == 0
+    return run
+
+
+def test_fit_writes_run_directory(fitted: Path) -> None:
+    assert (fitted / "config.yaml").is_file()
+    assert list(fitted.glob("events.out.tfevents.*")), "TensorBoard logs missing"
+    best, last = fitted / "checkpoints" / "best.ckpt", fitted / "checkpoints" / "last.ckpt"
+    assert best.is_file() and last.is_file()
+    config = yaml.safe_load((fitted / "config.yaml").read_text())
+    assert config["model"]["d1"] == 64 and config["data"]["dataset"] == "synthetic"
+    metrics = json.loads((fitted / "metrics.json").read_text())
+    assert metrics["best_checkpoint"] == str(best)
+    assert 0.0 <= metrics["best_val_mAP"] <= 100.0
+    assert metrics["metrics"]["num_images"] == DATA["num_val"]
+    assert metrics["protocol"]["split"] == "val"
+
+
+def test_checkpoint_is_self_sufficient(fitted: Path) -> None:
+    ckpt = torch.load(fitted / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    meta = ckpt["ssgrl"]
+    split = load_split("synthetic", "train", **DATA)
+    assert meta["class_names"] == list(split.classes)
+    assert meta["graph"]["num_images"] == DATA["num_train"] and len(meta["graph"]["sha256"]) == 64
+    assert meta["embeddings"]["source"] == "glove50" and meta["embed_dim"] == 50
+    assert meta["preprocessing"]["image_size"] == 96
+    assert meta["config"]["d1"] == 64 and meta["package_version"]
+    # the adjacency in the state dict is the label graph of the training split
+    from ssgrl.graph import build_label_graph
+
+    graph = build_label_graph(split.targets, split.classes, split="synthetic:train")
+    assert torch.equal(ckpt["state_dict"]["net.graph.adjacency"], torch.from_numpy(graph.matrix))
+
+
+def test_test_command_writes_metrics_and_protocol(fitted: Path, tmp_path: Path) -> None:
+    run = tmp_path / "test"
+    args = ["test", "--config", str(fitted / "config.yaml"), "--ckpt_path", str(fitted / "checkpoints" / "best.ckpt")]
+    assert main([*args, "--run_dir", str(run), "--trainer.enable_progress_bar", "false"]) == 0
+    result = json.loads((run / "metrics.json").read_text())
+    m = result["metrics"]
+    assert set(m) >= {"mAP", "per_class_AP", "CP", "CR", "CF1", "OP", "OR", "OF1", "top3"}
+    assert m["num_images"] == DATA["num_test"]
+    protocol = result["protocol"]
+    assert protocol["split"] == "test" and protocol["num_images"] == DATA["num_test"]
+    assert protocol["checkpoint_selected_on"] is not None and "val" in protocol["checkpoint_selected_on"]
+    # the saved logits and targets give the same numbers through `ssgrl metrics`
+    logits, targets = np.load(run / "test_logits.npy"), np.load(run / "test_targets.npy")
+    from ssgrl.metrics import compute_metrics
+
+    again = compute_metrics(logits, targets, logits=True)
+    assert again["mAP"] == pytest.approx(m["mAP"], abs=1e-9)
+
+
+def _images(folder: Path, n: int) -> list[Path]:
+    split = load_split("synthetic", "test", **DATA)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"img_{i}.png"
+        split.load_image(i).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_predict_mix_of_good_corrupt_and_non_image(fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _images(tmp_path / "imgs", 3)
+    corrupt = tmp_path / "imgs" / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    text = tmp_path / "notes.md"
+    text.write_text("not an image")
+    ckpt = fitted / "checkpoints" / "best.ckpt"
+    code = main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "imgs"), str(text), "--no-progress", "--top-k", "2", "--threshold", "0"])
+    captured = capsys.readouterr()
+    assert code == 1  # some input failed
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    by_image = {Path(r["image"]).name: r for r in lines}
+    assert set(by_image) == {"img_0.png", "img_1.png", "img_2.png", "corrupt.jpg", "notes.md"}
+    assert "corrupt.jpg" in by_image["corrupt.jpg"]["error"] and "notes.md" in by_image["notes.md"]["error"]
+    predictor = Predictor(ckpt)
+    for path in good:
+        row = by_image[path.name]
+        assert len(row["labels"]) == 2 and set(row["scores"]) == set(predictor.class_names)
+        expected = predictor.predict_images([Image.open(path).convert("RGB")])[0]
+        got = np.array([row["scores"][c] for c in predictor.class_names])
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        best2 = [predictor.class_names[i] for i in np.argsort(-expected)[:2]]
+        assert row["labels"] == best2
+    assert "images/s" in captured.err and "corrupt.jpg" in captured.err
+
+
+def test_predict_all_good_exit_zero_and_csv(fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = _images(tmp_path / "imgs", 2)
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(f"imgs/{p.name}" for p in paths) + "\n")
+    code = main(["predict", "--checkpoint", str(fitted / "checkpoints" / "best.ckpt"), str(listing), "--format", "csv", "--no-progress"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert out[0].startswith("image,labels,error,")
+    assert len(out) == 3 and out[1].split(",")[0].endswith("img_0.png")
+
+
+def test_explain_writes_picture(fitted: Path, tmp_path: Path) -> None:
+    (image,) = _images(tmp_path / "imgs", 1)
+    out = tmp_path / "explain.png"
+    code = main(["explain", "--checkpoint", str(fitted / "checkpoints" / "best.ckpt"), str(image), "--out", str(out), "--classes", "sun", "moon"])
+    assert code == 0
+    picture = Image.open(out)
+    assert picture.width > 2 * 200  # the input tile plus two class tiles side by side
+
+
+def test_reload_in_fresh_process_gives_identical_scores(fitted: Path, tmp_path: Path) -> None:
+    ckpt = fitted / "checkpoints" / "best.ckpt"
+    x = torch.randn(3, 3, 96, 96)
+    torch.save(x, tmp_path / "x.pt")
+    code = (
+        "import sys, torch, ssgrl\n"
+        f"m = ssgrl.load_model({str(ckpt)!r})\n"
+        f"x = torch.load({str(tmp_path / 'x.pt')!r})\n"
+        "with torch.no_grad():\n"
+        f"    torch.save(m(x), {str(tmp_path / 'y.pt')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+    model = load_model(ckpt)
+    with torch.no_grad():
+        here = model(x)
+    assert torch.equal(here, torch.load(tmp_path / "y.pt"))
+    assert model.class_names == list(load_split("synthetic", "train", **DATA).classes)

@@ -1,0 +1,205 @@
+"""The synthetic scene dataset: determinism, label structure, boxes, options and the manifest."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssgrl.data.base import Split
+from ssgrl.data.decode import open_image
+from ssgrl.data.registry import load_split
+from ssgrl.data.synthetic import (
+    CLASSES,
+    SCENES,
+    generate,
+    load_synthetic,
+    save_split_as_manifest,
+)
+
+
+def _split(split: str = "train", n: int = 12, **options: object) -> Split:
+    sizes = {"train": "num_train", "val": "num_val", "test": "num_test"}
+    return load_synthetic(None, split, **{sizes[split]: n, **options})  # type: ignore[arg-type]
+
+
+def test_classes_and_scenes_are_consistent() -> None:
+    assert 10 <= len(CLASSES) <= 20
+    assert len(set(CLASSES)) == len(CLASSES)
+    for spec in SCENES.values():
+        probs = spec.probabilities()
+        assert set(probs) <= set(CLASSES), spec.name
+        assert all(0.0 < p < 1.0 for p in probs.values()), spec.name
+        assert not set(spec.likely) & set(spec.occasional), spec.name
+        assert len(probs) < len(CLASSES)  # every scene excludes some classes
+    assert set().union(*(s.probabilities() for s in SCENES.values())) == set(CLASSES)
+
+
+def test_same_seed_gives_identical_bytes_and_labels() -> None:
+    a, b = _split(n=6, seed=3), _split(n=6, seed=3)
+    np.testing.assert_array_equal(a.targets, b.targets)
+    assert a.boxes == b.boxes
+    assert a.meta["scenes"] == b.meta["scenes"]
+    for i in range(6):
+        assert a.load_image(i).tobytes() == b.load_image(i).tobytes()
+        assert a.load_image(i).tobytes() == a.load_image(i).tobytes()  # rendering twice
+
+
+def test_different_seed_or_split_gives_different_data() -> None:
+    a, b = _split(n=20, seed=0), _split(n=20, seed=1)
+    assert not np.array_equal(a.targets, b.targets)
+    assert a.load_image(0).tobytes() != b.load_image(0).tobytes()
+    val = _split("val", n=20, seed=0)
+    assert not np.array_equal(a.targets, val.targets)
+    assert a.load_image(0).tobytes() != val.load_image(0).tobytes()
+
+
+def test_rendering_order_and_split_size_do_not_matter() -> None:
+    a, b = _split(n=8), _split(n=30)
+    forward = [a.load_image(i).tobytes() for i in range(8)]
+    backward = [b.load_image(i).tobytes() for i in reversed(range(8))][::-1]
+    assert forward == backward
+    np.testing.assert_array_equal(a.targets, b.targets[:8])
+    assert a.boxes == b.boxes[:8]  # type: ignore[index]
+
+
+def test_generate_matches_the_loaded_split() -> None:
+    targets, boxes, scenes = generate("test", 15, image_size=96, seed=5)
+    split = _split("test", n=15, image_size=96, seed=5)
+    np.testing.assert_array_equal(targets, split.targets)
+    assert boxes == split.boxes
+    assert scenes == split.meta["scenes"]
+    assert targets.shape == (15, len(CLASSES)) and targets.dtype == np.int8
+
+
+def test_label_structure_follows_the_scenes() -> None:
+    targets, _, scenes = generate("train", 2000, seed=0)
+    y = targets.astype(float)  # (N, C)
+    count = y.sum(0)
+    assert (y.sum(1) >= 1).all() and (y.sum(1) <= 4).all()
+    # every present class is allowed by its image's scene
+    for row, scene in zip(targets, scenes, strict=True):
+        present = {CLASSES[c] for c in np.flatnonzero(row == 1)}
+        assert present <= set(SCENES[scene].probabilities()), (scene, present)
+    assert set(scenes) == set(SCENES)
+    # co-occurrence: some P(j | i) > 0.6, and two common classes that never meet
+    co = y.T @ y  # (C, C)
+    cond = co / count[:, None]
+    np.fill_diagonal(cond, 0.0)
+    assert cond.max() > 0.6
+    star, moon, sun = (CLASSES.index(c) for c in ("star", "moon", "sun"))
+    assert cond[star, moon] > 0.6
+    assert count[sun] > 0.1 * len(y) and count[moon] > 0.1 * len(y)
+    assert co[sun, moon] == 0 and co[sun, star] == 0
+
+
+def test_boxes_are_consistent_with_labels_and_image() -> None:
+    size = 224
+    targets, boxes, _ = generate("val", 300, image_size=size, seed=2)
+    for row, image_boxes in zip(targets, boxes, strict=True):
+        assert 1 <= len(image_boxes) <= 5
+        classes = {b[0] for b in image_boxes}
+        assert classes == set(np.flatnonzero(row == 1).tolist())
+        for _, x0, y0, x1, y1 in image_boxes:
+            assert 0.0 <= x0 < x1 <= size and 0.0 <= y0 < y1 <= size
+    # some objects are cut by the border, some are small
+    touching = [b for bs in boxes for b in bs if min(b[1], b[2]) == 0.0 or max(b[3], b[4]) == size]
+    sides = [np.sqrt((b[3] - b[1]) * (b[4] - b[2])) for bs in boxes for b in bs]
+    assert len(touching) > 10
+    assert min(sides) < 0.1 * size < np.median(sides)
+
+
+def test_boxes_cover_drawn_pixels() -> None:
+    # an object drawn at a box changes the pixels there compared with the same scene without it
+    split = _split(n=4, seed=7, image_size=128)
+    for i in range(4):
+        img = np.asarray(split.load_image(i), dtype=np.int16)
+        assert img.shape == (128, 128, 3)
+        for _, x0, y0, x1, y1 in split.boxes[i]:  # type: ignore[index]
+            patch = img[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))]
+            assert patch.size > 0 and patch.std() > 3.0
+
+
+@pytest.mark.parametrize("size", [32, 97])
+def test_image_size_option(size: int) -> None:
+    split = _split("val", n=3, image_size=size)
+    assert split.load_image(2).size == (size, size)
+    assert split.load_image(2).mode == "RGB"
+    assert all(b[3] <= size and b[4] <= size for bs in split.boxes for b in bs)  # type: ignore[union-attr]
+    # the layout is in unit coordinates: boxes scale with the size
+    big = _split("val", n=3, image_size=2 * size)
+    for small_boxes, big_boxes in zip(split.boxes, big.boxes, strict=True):  # type: ignore[arg-type]
+        for s, b in zip(small_boxes, big_boxes, strict=True):
+            assert s[0] == b[0]
+            np.testing.assert_allclose(np.array(s[1:]) * 2, b[1:], atol=0.02)
+
+
+def test_ids_meta_and_sizes() -> None:
+    split = load_synthetic(None, "test", num_train=5, num_val=6, num_test=7, seed=4)
+    assert split.ids == [f"synthetic/test/{i:06d}" for i in range(7)]
+    assert split.classes == CLASSES and len(split) == 7
+    assert len(split.meta["scenes"]) == 7 and set(split.meta["scenes"]) <= set(SCENES)
+    assert split.meta["params"]["seed"] == 4 and split.meta["params"]["num_test"] == 7
+    assert split.has_labels and split.num_unlabelled == 0
+    assert len(_split("val", n=0)) == 0
+
+
+def test_num_classes_keeps_the_first_classes() -> None:
+    split = _split(n=200, num_classes=4)
+    assert split.classes == CLASSES[:4]
+    assert split.targets.shape == (200, 4)
+    assert (split.targets.sum(1) >= 1).all()  # scenes without kept classes are not drawn
+    assert all(b[0] < 4 for bs in split.boxes for b in bs)  # type: ignore[union-attr]
+    assert all(split.targets[:, c].any() for c in range(4))
+    one = _split(n=10, num_classes=1)
+    assert (one.targets == 1).all()
+
+
+def test_registry_loads_synthetic() -> None:
+    split = load_split("synthetic", "val", num_val=3, image_size=64)
+    assert len(split) == 3 and split.load_image(0).size == (64, 64)
+    ref = _split("val", n=3, image_size=64)
+    assert split.load_image(1).tobytes() == ref.load_image(1).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("split", "options", "message"),
+    [
+        ("trainval", {}, "unknown split 'trainval'"),
+        ("train", {"num_classes": 0}, "num_classes"),
+        ("train", {"num_classes": len(CLASSES) + 1}, "num_classes"),
+        ("train", {"image_size": 8}, "image_size"),
+        ("train", {"num_train": -1}, "size >= 0"),
+    ],
+)
+def test_bad_options_raise_clear_errors(split: str, options: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_synthetic(None, split, **options)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="expected one of train, val, test"):
+        generate("trainval", 3)
+
+
+def test_loader_index_out_of_range() -> None:
+    split = _split(n=2)
+    with pytest.raises(IndexError, match="out of range"):
+        split.load_image(2)
+
+
+def test_save_split_as_manifest_round_trip(tmp_path: Path) -> None:
+    split = _split("val", n=5, image_size=48, seed=9)
+    manifest = save_split_as_manifest(split, tmp_path / "out")
+    assert manifest == tmp_path / "out" / "manifest.csv"
+    classes = (tmp_path / "out" / "classes.txt").read_text(encoding="utf-8").splitlines()
+    assert tuple(classes) == split.classes
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["image", "labels"]
+    assert len(rows) == 6
+    for i, (rel, labels) in enumerate(rows[1:]):
+        assert not Path(rel).is_absolute()
+        expected = [CLASSES[c] for c in np.flatnonzero(split.targets[i] == 1)]
+        assert labels.split("|") == expected
+        saved = np.asarray(open_image(manifest.parent / rel))
+        np.testing.assert_array_equal(saved, np.asarray(split.load_image(i)))  # PNG is lossless
