@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in LIGHTNING_COMMANDS:
-        sub.add_parser(name, help=f"{name} with a YAML config (LightningCLI; see `ssgrl {name} --help`)")
+        sub.add_parser(
+            name, help=f"{name} with a YAML config (LightningCLI; see `ssgrl {name} --help`)"
+        )
     for name, (module, help_text) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         importlib.import_module(module).configure(sp)

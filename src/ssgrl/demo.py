@@ -38,16 +38,26 @@ SUMMARY_KEYS = ("mAP", "per_class_AP", "CP", "CR", "CF1", "OP", "OR", "OF1", "to
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default demo_out; must be new or empty)")
-    parser.add_argument("--num-train", type=int, default=2000, help="training images (default 2000)")
+    parser.add_argument(
+        "--out", default="demo_out", help="output folder (default demo_out; must be new or empty)"
+    )
+    parser.add_argument(
+        "--num-train", type=int, default=2000, help="training images (default 2000)"
+    )
     parser.add_argument("--num-val", type=int, default=400, help="validation images (default 400)")
     parser.add_argument("--num-test", type=int, default=600, help="test images (default 600)")
-    parser.add_argument("--image-size", type=int, default=224, help="image side in pixels (default 224)")
+    parser.add_argument(
+        "--image-size", type=int, default=224, help="image side in pixels (default 224)"
+    )
     parser.add_argument("--epochs", type=int, default=30, help="epochs for each model (default 30)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the heads (default 1e-3)")
+    parser.add_argument(
+        "--lr", type=float, default=1e-3, help="Adam learning rate of the heads (default 1e-3)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="data and training seed (default 0)")
-    parser.add_argument("--explain", type=int, default=4, help="test images to explain in the report (default 4)")
+    parser.add_argument(
+        "--explain", type=int, default=4, help="test images to explain in the report (default 4)"
+    )
 
 
 def _data(args: argparse.Namespace) -> SSGRLDataModule:
@@ -92,7 +102,11 @@ def _train(
     dm = _data(args)
     module = SSGRLModule(**_model_kwargs(arch, args), feature_cache=cache)
     checkpoint = ModelCheckpoint(
-        dirpath=run / "checkpoints", filename="best", monitor="val/mAP", mode="max", save_last=True,
+        dirpath=run / "checkpoints",
+        filename="best",
+        monitor="val/mAP",
+        mode="max",
+        save_last=True,
         enable_version_counter=False,
     )
     trainer = L.Trainer(
@@ -106,7 +120,11 @@ def _train(
         log_every_n_steps=10,
         deterministic=True,
     )
-    config = {"model": _model_kwargs(arch, args), "data": dict(dm.hparams), "trainer": {"max_epochs": args.epochs}}
+    config = {
+        "model": _model_kwargs(arch, args),
+        "data": dict(dm.hparams),
+        "trainer": {"max_epochs": args.epochs},
+    }
     (run).mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     t0 = time.perf_counter()
@@ -116,15 +134,16 @@ def _train(
     trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False)
     t_test = time.perf_counter() - t0
     metrics = module.results["test"]["metrics"]
-    write_json(run / "metrics.json", {"stage": "test", "metrics": metrics, "best_checkpoint": checkpoint.best_model_path})
+    write_json(
+        run / "metrics.json",
+        {"stage": "test", "metrics": metrics, "best_checkpoint": checkpoint.best_model_path},
+    )
     return module, dm, metrics, checkpoint.best_model_path, {"train_s": t_fit, "test_s": t_test}
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
     t3 = m["top3"]
-    return (
-        f"| {name} | {m['mAP']:.2f} | {m['CF1']:.2f} | {m['OF1']:.2f} | {t3['CF1']:.2f} | {t3['OF1']:.2f} |"
-    )
+    return f"| {name} | {m['mAP']:.2f} | {m['CF1']:.2f} | {m['OF1']:.2f} | {t3['CF1']:.2f} | {t3['OF1']:.2f} |"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     dm.setup("test")
     train, test = dm.load("train"), dm.load("test")
     times["generate_data_s"] = time.perf_counter() - t0
-    print(f"[1/8] data: {len(train)} train / {len(dm.load('val'))} val / {len(test)} test images, {len(train.classes)} classes")
+    print(
+        f"[1/8] data: {len(train)} train / {len(dm.load('val'))} val / {len(test)} test images, {len(train.classes)} classes"
+    )
 
     # 2. graph and embeddings (the modules rebuild the same ones from the same data)
     t0 = time.perf_counter()
@@ -177,8 +198,12 @@ def run(args: argparse.Namespace) -> int:
         truth = [test.classes[c] for c in np.flatnonzero(test.targets[i] == 1)]
         path = out / "explain" / f"test_{i:03d}.png"
         render_explanation(
-            view, attention[idx], [test.classes[c] for c in idx], [float(probs[c]) for c in idx],
-            out_path=path, title=f"{test.ids[i]} — truth: {', '.join(truth)}",
+            view,
+            attention[idx],
+            [test.classes[c] for c in idx],
+            [float(probs[c]) for c in idx],
+            out_path=path,
+            title=f"{test.ids[i]} — truth: {', '.join(truth)}",
         )
         pictures.append(path)
     loc = _localisation(predictor, test)
@@ -196,8 +221,19 @@ def run(args: argparse.Namespace) -> int:
         "ssgrl_minus_baseline_mAP": ssgrl_m["mAP"] - base_m["mAP"],
         "ssgrl_checkpoint": str(Path(ssgrl_ckpt).resolve()),
         "baseline_checkpoint": str(Path(base_ckpt).resolve()),
-        "attention_in_boxes": {"mass": loc.mass, "chance": loc.chance, "ratio": loc.ratio, "pairs": loc.count},
-        "data": {"train": len(train), "val": len(dm.load("val")), "test": len(test), "image_size": args.image_size, "seed": args.seed},
+        "attention_in_boxes": {
+            "mass": loc.mass,
+            "chance": loc.chance,
+            "ratio": loc.ratio,
+            "pairs": loc.count,
+        },
+        "data": {
+            "train": len(train),
+            "val": len(dm.load("val")),
+            "test": len(test),
+            "image_size": args.image_size,
+            "seed": args.seed,
+        },
         "wall_time_s": {k: round(v, 2) for k, v in times.items()},
     }
     write_json(out / "summary.json", summary)
@@ -229,7 +265,12 @@ def _localisation(predictor: Predictor, split: Any, limit: int = 200) -> Any:
 
 
 def _write_report(
-    out: Path, summary: dict[str, Any], s: dict[str, Any], b: dict[str, Any], classes: list[str], pictures: list[Path]
+    out: Path,
+    summary: dict[str, Any],
+    s: dict[str, Any],
+    b: dict[str, Any],
+    classes: list[str],
+    pictures: list[Path],
 ) -> None:
     loc = summary["attention_in_boxes"]
     lines = [

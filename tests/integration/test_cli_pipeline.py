@@ -27,7 +27,20 @@ DATA = {"num_train": 48, "num_val": 16, "num_test": 16, "image_size": 96}
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "fit"
-    assert main(["fit", "--config", str(TINY), "--run_dir", str(run), "--trainer.enable_progress_bar", "false"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--config",
+                str(TINY),
+                "--run_dir",
+                str(run),
+                "--trainer.enable_progress_bar",
+                "false",
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -63,7 +76,13 @@ def test_checkpoint_is_self_sufficient(fitted: Path) -> None:
 
 def test_test_command_writes_metrics_and_protocol(fitted: Path, tmp_path: Path) -> None:
     run = tmp_path / "test"
-    args = ["test", "--config", str(fitted / "config.yaml"), "--ckpt_path", str(fitted / "checkpoints" / "best.ckpt")]
+    args = [
+        "test",
+        "--config",
+        str(fitted / "config.yaml"),
+        "--ckpt_path",
+        str(fitted / "checkpoints" / "best.ckpt"),
+    ]
     assert main([*args, "--run_dir", str(run), "--trainer.enable_progress_bar", "false"]) == 0
     result = json.loads((run / "metrics.json").read_text())
     m = result["metrics"]
@@ -71,7 +90,10 @@ def test_test_command_writes_metrics_and_protocol(fitted: Path, tmp_path: Path) 
     assert m["num_images"] == DATA["num_test"]
     protocol = result["protocol"]
     assert protocol["split"] == "test" and protocol["num_images"] == DATA["num_test"]
-    assert protocol["checkpoint_selected_on"] is not None and "val" in protocol["checkpoint_selected_on"]
+    assert (
+        protocol["checkpoint_selected_on"] is not None
+        and "val" in protocol["checkpoint_selected_on"]
+    )
     # the saved logits and targets give the same numbers through `ssgrl metrics`
     logits, targets = np.load(run / "test_logits.npy"), np.load(run / "test_targets.npy")
     from ssgrl.metrics import compute_metrics
@@ -91,20 +113,38 @@ def _images(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def test_predict_mix_of_good_corrupt_and_non_image(fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_mix_of_good_corrupt_and_non_image(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = _images(tmp_path / "imgs", 3)
     corrupt = tmp_path / "imgs" / "corrupt.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     text = tmp_path / "notes.md"
     text.write_text("not an image")
     ckpt = fitted / "checkpoints" / "best.ckpt"
-    code = main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "imgs"), str(text), "--no-progress", "--top-k", "2", "--threshold", "0"])
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            str(tmp_path / "imgs"),
+            str(text),
+            "--no-progress",
+            "--top-k",
+            "2",
+            "--threshold",
+            "0",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1  # some input failed
     lines = [json.loads(line) for line in captured.out.splitlines()]
     by_image = {Path(r["image"]).name: r for r in lines}
     assert set(by_image) == {"img_0.png", "img_1.png", "img_2.png", "corrupt.jpg", "notes.md"}
-    assert "corrupt.jpg" in by_image["corrupt.jpg"]["error"] and "notes.md" in by_image["notes.md"]["error"]
+    assert (
+        "corrupt.jpg" in by_image["corrupt.jpg"]["error"]
+        and "notes.md" in by_image["notes.md"]["error"]
+    )
     predictor = Predictor(ckpt)
     for path in good:
         row = by_image[path.name]
@@ -117,11 +157,23 @@ def test_predict_mix_of_good_corrupt_and_non_image(fitted: Path, tmp_path: Path,
     assert "images/s" in captured.err and "corrupt.jpg" in captured.err
 
 
-def test_predict_all_good_exit_zero_and_csv(fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_all_good_exit_zero_and_csv(
+    fitted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     paths = _images(tmp_path / "imgs", 2)
     listing = tmp_path / "list.txt"
     listing.write_text("\n".join(f"imgs/{p.name}" for p in paths) + "\n")
-    code = main(["predict", "--checkpoint", str(fitted / "checkpoints" / "best.ckpt"), str(listing), "--format", "csv", "--no-progress"])
+    code = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(fitted / "checkpoints" / "best.ckpt"),
+            str(listing),
+            "--format",
+            "csv",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert out[0].startswith("image,labels,error,")
@@ -131,7 +183,19 @@ def test_predict_all_good_exit_zero_and_csv(fitted: Path, tmp_path: Path, capsys
 def test_explain_writes_picture(fitted: Path, tmp_path: Path) -> None:
     (image,) = _images(tmp_path / "imgs", 1)
     out = tmp_path / "explain.png"
-    code = main(["explain", "--checkpoint", str(fitted / "checkpoints" / "best.ckpt"), str(image), "--out", str(out), "--classes", "sun", "moon"])
+    code = main(
+        [
+            "explain",
+            "--checkpoint",
+            str(fitted / "checkpoints" / "best.ckpt"),
+            str(image),
+            "--out",
+            str(out),
+            "--classes",
+            "sun",
+            "moon",
+        ]
+    )
     assert code == 0
     picture = Image.open(out)
     assert picture.width > 2 * 200  # the input tile plus two class tiles side by side

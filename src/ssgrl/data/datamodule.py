@@ -172,7 +172,9 @@ class SSGRLDataModule(L.LightningDataModule):
     def image_dataset(self, role: str, train: bool = False) -> ImageDataset:
         pre = self.preprocessing
         transform = (
-            train_transform(pre, self.train_augment, self.paper_scales) if train else eval_transform(pre)
+            train_transform(pre, self.train_augment, self.paper_scales)
+            if train
+            else eval_transform(pre)
         )
         return ImageDataset(self.load(role), transform)
 
@@ -202,4 +204,3 @@ class SSGRLDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader[Batch]:
         return self._loader("test", train=False)
-

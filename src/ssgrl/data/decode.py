@@ -17,10 +17,9 @@ def open_image(path: str | Path) -> Image.Image:
     """Decode ``path`` as an RGB image, honouring the EXIF orientation."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+        with Image.open(path) as raw:
+            raw.load()
+            return ImageOps.exif_transpose(raw).convert("RGB")
     except FileNotFoundError as err:
         raise ImageDecodeError(f"{path}: no such file") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

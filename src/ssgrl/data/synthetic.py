@@ -74,7 +74,9 @@ SCENES: dict[str, SceneSpec] = {
     s.name: s
     for s in (
         SceneSpec("sky", {"sun": 0.7, "cloud": 0.75, "balloon": 0.5}, {"tree": 0.1, "house": 0.1}),
-        SceneSpec("night", {"moon": 0.85, "star": 0.75}, {"cloud": 0.3, "house": 0.15, "tree": 0.15}),
+        SceneSpec(
+            "night", {"moon": 0.85, "star": 0.75}, {"cloud": 0.3, "house": 0.15, "tree": 0.15}
+        ),
         SceneSpec(
             "street",
             {"car": 0.8, "house": 0.7, "tree": 0.5},
@@ -116,7 +118,9 @@ class _Style:
 _STYLES: dict[str, _Style] = {
     "sun": _Style((0.2, 0.34), (0.1, 0.45), 180, flip=False),
     "moon": _Style((0.18, 0.32), (0.1, 0.45), 180),
-    "star": _Style((0.06, 0.13), (0.08, 0.6), 180, p_faint=0.6, faint=(0.35, 0.6), p_edge=0.05, extra=2),
+    "star": _Style(
+        (0.06, 0.13), (0.08, 0.6), 180, p_faint=0.6, faint=(0.35, 0.6), p_edge=0.05, extra=2
+    ),
     "cloud": _Style((0.28, 0.46), (0.1, 0.4), 8, extra=1),
     "tree": _Style((0.3, 0.5), (0.45, 0.8), 8, extra=1),
     "house": _Style((0.3, 0.48), (0.45, 0.8), 5),
@@ -156,13 +160,16 @@ class _Part:
 
 
 def _ellipse(
-    cx: float, cy: float, rx: float, ry: float, n: int = 20, a0: float = 0.0, a1: float | None = None
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
+    n: int = 20,
+    a0: float = 0.0,
+    a1: float | None = None,
 ) -> np.ndarray:
     """Points of an ellipse (closed, ``a1`` None) or of the arc from ``a0`` to ``a1`` (radians)."""
-    if a1 is None:
-        t = np.linspace(a0, a0 + 2 * np.pi, n, endpoint=False)
-    else:
-        t = np.linspace(a0, a1, n)
+    t = np.linspace(a0, a0 + 2 * np.pi, n, endpoint=False) if a1 is None else np.linspace(a0, a1, n)
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
 
 
@@ -180,7 +187,9 @@ def _rotate(pts: np.ndarray, angle: float, about: tuple[float, float] = (0.0, 0.
     return np.stack([c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1]], axis=1) + about
 
 
-def _hsv(rng: np.random.Generator, h: tuple[float, float], s: tuple[float, float], v: tuple[float, float]) -> RGB:
+def _hsv(
+    rng: np.random.Generator, h: tuple[float, float], s: tuple[float, float], v: tuple[float, float]
+) -> RGB:
     """A colour with hue/saturation/value drawn from the ranges (hue in turns, may exceed 1)."""
     r, g, b = colorsys.hsv_to_rgb(rng.uniform(*h) % 1.0, rng.uniform(*s), rng.uniform(*v))
     return (int(r * 255), int(g * 255), int(b * 255))
@@ -195,7 +204,11 @@ def _shade(c: RGB, f: float) -> RGB:
     if f <= 1.0:
         return (int(c[0] * f), int(c[1] * f), int(c[2] * f))
     t = min(f - 1.0, 1.0)
-    return (int(c[0] + (255 - c[0]) * t), int(c[1] + (255 - c[1]) * t), int(c[2] + (255 - c[2]) * t))
+    return (
+        int(c[0] + (255 - c[0]) * t),
+        int(c[1] + (255 - c[1]) * t),
+        int(c[2] + (255 - c[2]) * t),
+    )
 
 
 def _pick(rng: np.random.Generator, options: list[RGB], jitter: int = 18) -> RGB:
@@ -205,7 +218,11 @@ def _pick(rng: np.random.Generator, options: list[RGB], jitter: int = 18) -> RGB
 
 
 def _jitter(c: RGB, d: list[int]) -> RGB:
-    return (min(max(c[0] + d[0], 0), 255), min(max(c[1] + d[1], 0), 255), min(max(c[2] + d[2], 0), 255))
+    return (
+        min(max(c[0] + d[0], 0), 255),
+        min(max(c[1] + d[1], 0), 255),
+        min(max(c[2] + d[2], 0), 255),
+    )
 
 
 def _sun(rng: np.random.Generator) -> list[_Part]:
@@ -278,7 +295,12 @@ def _tree(rng: np.random.Generator) -> list[_Part]:
     green = _hsv(rng, (0.22, 0.4), (0.55, 0.9), (0.35, 0.7))
     if rng.random() < 0.5:  # round crown
         parts = [_Part(_rect(-0.06, -0.05, 0.06, 0.5), trunk)]
-        for cx, cy, r in ((-0.17, -0.12, 0.2), (0.17, -0.12, 0.2), (0.0, -0.28, 0.22), (0.0, -0.08, 0.2)):
+        for cx, cy, r in (
+            (-0.17, -0.12, 0.2),
+            (0.17, -0.12, 0.2),
+            (0.0, -0.28, 0.22),
+            (0.0, -0.08, 0.2),
+        ):
             g = _shade(green, float(rng.uniform(0.85, 1.15)))
             parts.append(_Part(_ellipse(cx, cy, r, r * rng.uniform(0.9, 1.1), 18), g))
         if rng.random() < 0.35:  # fruit
@@ -288,14 +310,18 @@ def _tree(rng: np.random.Generator) -> list[_Part]:
                 parts.append(_Part(_ellipse(fx, fy, 0.03, 0.03, 8), fruit))
         return parts
     parts = [_Part(_rect(-0.05, 0.3, 0.05, 0.5), trunk)]  # conifer: three tiers
-    for i, (top, bot, half) in enumerate(((-0.5, -0.15, 0.2), (-0.33, 0.08, 0.27), (-0.15, 0.32, 0.34))):
+    for i, (top, bot, half) in enumerate(
+        ((-0.5, -0.15, 0.2), (-0.33, 0.08, 0.27), (-0.15, 0.32, 0.34))
+    ):
         g = _shade(green, 0.85 + 0.1 * i)
         parts.append(_Part(_poly((0, top), (half, bot), (-half, bot)), g))
     return parts
 
 
 def _house(rng: np.random.Generator) -> list[_Part]:
-    wall = _pick(rng, [(235, 220, 180), (245, 245, 240), (240, 210, 120), (170, 200, 230), (190, 80, 60)])
+    wall = _pick(
+        rng, [(235, 220, 180), (245, 245, 240), (240, 210, 120), (170, 200, 230), (190, 80, 60)]
+    )
     roof = _pick(rng, [(180, 40, 30), (120, 70, 40), (70, 70, 80), (50, 80, 150)])
     win = _pick(rng, [(170, 220, 255), (255, 230, 120)], 10)
     frame = (250, 250, 250) if sum(wall) < 500 else (90, 70, 60)
@@ -340,12 +366,16 @@ def _boat(rng: np.random.Generator) -> list[_Part]:
         parts.append(_Part(_poly((-0.03, -0.33), (-0.03, 0.1), (-0.3, 0.1)), _shade(sail, 0.92)))
     parts.append(_Part(_poly((0.0, -0.5), (0.0, -0.42), (-0.12, -0.46)), _vivid(rng)))
     parts.append(_Part(_poly((-0.5, 0.14), (0.5, 0.14), (0.36, 0.34), (-0.36, 0.34)), hull))
-    parts.append(_Part(_poly((-0.46, 0.2), (0.46, 0.2)), _shade(hull, 1.5 if sum(hull) < 400 else 0.6), 0.03))
+    parts.append(
+        _Part(_poly((-0.46, 0.2), (0.46, 0.2)), _shade(hull, 1.5 if sum(hull) < 400 else 0.6), 0.03)
+    )
     return parts
 
 
 def _fish(rng: np.random.Generator) -> list[_Part]:
-    body = _pick(rng, [(255, 130, 20), (250, 210, 30), (60, 120, 230), (220, 50, 60), (150, 80, 200)], 25)
+    body = _pick(
+        rng, [(255, 130, 20), (250, 210, 30), (60, 120, 230), (220, 50, 60), (150, 80, 200)], 25
+    )
     fin = _shade(body, 0.75)
     rx, ry = 0.32, rng.uniform(0.15, 0.2)
     parts = [
@@ -364,21 +394,32 @@ def _fish(rng: np.random.Generator) -> list[_Part]:
 
 
 def _flower(rng: np.random.Generator) -> list[_Part]:
-    petal = _pick(rng, [(230, 40, 60), (250, 120, 180), (160, 70, 210), (255, 220, 40), (250, 250, 250), (255, 130, 30)], 20)
+    petal = _pick(
+        rng,
+        [
+            (230, 40, 60),
+            (250, 120, 180),
+            (160, 70, 210),
+            (255, 220, 40),
+            (250, 250, 250),
+            (255, 130, 30),
+        ],
+        20,
+    )
     centre = _pick(rng, [(255, 200, 0), (120, 70, 30), (60, 40, 20)])
     green = _hsv(rng, (0.25, 0.38), (0.6, 0.9), (0.4, 0.7))
     hy = -0.22
     parts = [_Part(_poly((0.0, hy), (0.02, 0.15), (0.0, 0.5)), green, 0.04)]
     for side in (-1, 1):
-        leaf = _ellipse(0.0, 0.0, 0.11, 0.045, 12) + (side * 0.11, 0.0)
+        leaf = _ellipse(side * 0.11, 0.0, 0.11, 0.045, 12)
         leaf = _rotate(leaf, -side * 0.5)
-        parts.append(_Part(leaf + (0.0, rng.uniform(0.15, 0.35)), green))
+        parts.append(_Part(leaf + np.array([0.0, rng.uniform(0.15, 0.35)]), green))
     n = int(rng.integers(5, 9))
     start = rng.uniform(0, 2 * np.pi)
     pr = rng.uniform(0.12, 0.15)
     for a in start + np.arange(n) * 2 * np.pi / n:
-        p = _rotate(_ellipse(0.0, 0.0, pr, pr * 0.5, 14) + (pr * 1.1, 0.0), a)
-        parts.append(_Part(p + (0.0, hy), petal))
+        p = _rotate(_ellipse(pr * 1.1, 0.0, pr, pr * 0.5, 14), a)
+        parts.append(_Part(p + np.array([0.0, hy]), petal))
     parts.append(_Part(_ellipse(0.0, hy, 0.085, 0.085, 14), centre))
     return parts
 
@@ -401,7 +442,12 @@ def _ball(rng: np.random.Generator) -> list[_Part]:
         parts.append(_Part(np.stack([0.13 * np.cos(pent), 0.13 * np.sin(pent)], 1), outline))
         for a in pent + np.pi / 5:
             c = (0.36 * np.cos(a), 0.36 * np.sin(a))
-            parts.append(_Part(np.stack([c[0] + 0.09 * np.cos(pent + a), c[1] + 0.09 * np.sin(pent + a)], 1), outline))
+            parts.append(
+                _Part(
+                    np.stack([c[0] + 0.09 * np.cos(pent + a), c[1] + 0.09 * np.sin(pent + a)], 1),
+                    outline,
+                )
+            )
         return parts
     orange = _pick(rng, [(230, 110, 30), (210, 90, 20)], 15)  # basketball
     return [
@@ -423,16 +469,28 @@ def _balloon(rng: np.random.Generator) -> list[_Part]:
         col = _vivid(rng)
         rx, ry = 0.26 * scale, 0.33 * scale
         knot = cy + ry
-        parts.append(_Part(_poly((cx, knot), (cx * 0.2 + 0.03 * np.sin(knot * 20), 0.33), (0.0, 0.5)), string, 0.014))
+        parts.append(
+            _Part(
+                _poly((cx, knot), (cx * 0.2 + 0.03 * np.sin(knot * 20), 0.33), (0.0, 0.5)),
+                string,
+                0.014,
+            )
+        )
         parts.append(_Part(_ellipse(cx, cy, rx, ry, 22), col))
-        parts.append(_Part(_poly((cx - 0.035, knot + 0.04), (cx + 0.035, knot + 0.04), (cx, knot - 0.01)), col))
+        parts.append(
+            _Part(
+                _poly((cx - 0.035, knot + 0.04), (cx + 0.035, knot + 0.04), (cx, knot - 0.01)), col
+            )
+        )
         hl = _ellipse(cx - rx * 0.4, cy - ry * 0.45, rx * 0.18, ry * 0.22, 10)
         parts.append(_Part(hl, _shade(col, 1.6)))
     return parts
 
 
 def _cup(rng: np.random.Generator) -> list[_Part]:
-    body = _pick(rng, [(245, 245, 245), (200, 40, 40), (40, 90, 180), (240, 200, 40), (60, 150, 80)], 15)
+    body = _pick(
+        rng, [(245, 245, 245), (200, 40, 40), (40, 90, 180), (240, 200, 40), (60, 150, 80)], 15
+    )
     parts = []
     if rng.random() < 0.6:  # saucer
         parts.append(_Part(_ellipse(0, 0.34, 0.48, 0.08, 20), _shade(body, 0.85)))
@@ -444,12 +502,16 @@ def _cup(rng: np.random.Generator) -> list[_Part]:
     if rng.random() < 0.35:  # steam
         for sx in (-0.1, 0.1):
             y = np.linspace(-0.38, -0.55, 6)
-            parts.append(_Part(np.stack([sx + 0.04 * np.sin(y * 30), y], 1), (235, 235, 235), 0.025))
+            parts.append(
+                _Part(np.stack([sx + 0.04 * np.sin(y * 30), y], 1), (235, 235, 235), 0.025)
+            )
     return parts
 
 
 def _book(rng: np.random.Generator) -> list[_Part]:
-    cover = _pick(rng, [(170, 30, 40), (30, 70, 150), (40, 120, 60), (120, 60, 140), (220, 150, 30)], 20)
+    cover = _pick(
+        rng, [(170, 30, 40), (30, 70, 150), (40, 120, 60), (120, 60, 140), (220, 150, 30)], 20
+    )
     paper = _pick(rng, [(250, 248, 235), (240, 235, 215)], 6)
     ink = (120, 120, 130)
     if rng.random() < 0.5:  # closed, seen from the front, pages showing at the side
@@ -463,7 +525,12 @@ def _book(rng: np.random.Generator) -> list[_Part]:
             parts.append(_Part(_poly((-0.08, y), (0.18, y)), ink, 0.02))
         return parts
     parts = [  # open book
-        _Part(_poly((-0.52, -0.28), (0.0, -0.22), (0.52, -0.28), (0.52, 0.3), (0.0, 0.36), (-0.52, 0.3)), cover),
+        _Part(
+            _poly(
+                (-0.52, -0.28), (0.0, -0.22), (0.52, -0.28), (0.52, 0.3), (0.0, 0.36), (-0.52, 0.3)
+            ),
+            cover,
+        ),
         _Part(_poly((-0.48, -0.31), (0.0, -0.25), (0.0, 0.3), (-0.48, 0.25)), paper),
         _Part(_poly((0.48, -0.31), (0.0, -0.25), (0.0, 0.3), (0.48, 0.25)), _shade(paper, 0.95)),
         _Part(_poly((0.0, -0.25), (0.0, 0.3)), _shade(cover, 0.7), 0.02),
@@ -475,7 +542,9 @@ def _book(rng: np.random.Generator) -> list[_Part]:
 
 
 def _lamp(rng: np.random.Generator) -> list[_Part]:
-    shade = _pick(rng, [(240, 225, 180), (200, 60, 50), (60, 110, 170), (240, 240, 240), (90, 160, 90)], 15)
+    shade = _pick(
+        rng, [(240, 225, 180), (200, 60, 50), (60, 110, 170), (240, 240, 240), (90, 160, 90)], 15
+    )
     metal = _pick(rng, [(60, 60, 60), (180, 150, 60), (200, 200, 205)], 10)
     if rng.random() < 0.6:  # table lamp
         return [
@@ -496,7 +565,9 @@ def _lamp(rng: np.random.Generator) -> list[_Part]:
 
 
 def _clock(rng: np.random.Generator) -> list[_Part]:
-    frame = _pick(rng, [(60, 40, 30), (150, 30, 30), (40, 40, 45), (190, 150, 60), (40, 80, 160)], 12)
+    frame = _pick(
+        rng, [(60, 40, 30), (150, 30, 30), (40, 40, 45), (190, 150, 60), (40, 80, 160)], 12
+    )
     face = _pick(rng, [(252, 252, 245), (240, 232, 200)], 5)
     ink = (20, 20, 20)
     parts = []
@@ -509,7 +580,13 @@ def _clock(rng: np.random.Generator) -> list[_Part]:
     for k in range(12):
         a = k * np.pi / 6
         r0 = 0.27 if k % 3 == 0 else 0.31
-        parts.append(_Part(_poly((r0 * np.cos(a), r0 * np.sin(a)), (0.35 * np.cos(a), 0.35 * np.sin(a))), ink, 0.03))
+        parts.append(
+            _Part(
+                _poly((r0 * np.cos(a), r0 * np.sin(a)), (0.35 * np.cos(a), 0.35 * np.sin(a))),
+                ink,
+                0.03,
+            )
+        )
     for length, width in ((0.2, 0.05), (0.3, 0.03)):
         a = rng.uniform(0, 2 * np.pi)
         parts.append(_Part(_poly((0.0, 0.0), (length * np.cos(a), length * np.sin(a))), ink, width))
@@ -599,7 +676,9 @@ def _transform(pts: np.ndarray, obj: _Object) -> np.ndarray:
     """Local shape coordinates -> unit image coordinates. (K, 2) -> (K, 2)"""
     p = pts * (obj.size * obj.sx, obj.size * obj.sy)
     c, s = np.cos(obj.angle), np.sin(obj.angle)
-    return np.stack([c * p[:, 0] - s * p[:, 1] + obj.cx, s * p[:, 0] + c * p[:, 1] + obj.cy], axis=1)
+    return np.stack(
+        [c * p[:, 0] - s * p[:, 1] + obj.cx, s * p[:, 0] + c * p[:, 1] + obj.cy], axis=1
+    )
 
 
 def _extent(pts: np.ndarray, pad: float, obj: _Object) -> tuple[float, float, float, float]:
@@ -701,10 +780,18 @@ def _background(rng: np.random.Generator, scene: str) -> _Background:
         ground, far, horizon = jit((20, 30, 25), 10), jit((10, 15, 15), 8), rng.uniform(0.8, 1.0)
     elif scene == "street":
         top, mid = sky_top, sky_mid
-        ground, far, horizon = jit((115, 115, 120), 25), jit((80, 80, 85), 20), rng.uniform(0.5, 0.62)
+        ground, far, horizon = (
+            jit((115, 115, 120), 25),
+            jit((80, 80, 85), 20),
+            rng.uniform(0.5, 0.62),
+        )
     elif scene == "sea":
         top, mid = sky_top, sky_mid
-        ground, far, horizon = jit((40, 120, 170), 25), jit((15, 60, 120), 20), rng.uniform(0.4, 0.52)
+        ground, far, horizon = (
+            jit((40, 120, 170), 25),
+            jit((15, 60, 120), 20),
+            rng.uniform(0.4, 0.52),
+        )
     elif scene == "room":
         top = _hsv(rng, (0.0, 1.0), (0.1, 0.4), (0.65, 0.95))
         mid = _shade(top, 0.9)
@@ -712,12 +799,24 @@ def _background(rng: np.random.Generator, scene: str) -> _Background:
         horizon = rng.uniform(0.62, 0.78)
     else:  # garden
         top, mid = sky_top, sky_mid
-        ground, far, horizon = jit((80, 160, 60), 25), jit((45, 110, 35), 20), rng.uniform(0.38, 0.5)
+        ground, far, horizon = (
+            jit((80, 160, 60), 25),
+            jit((45, 110, 35), 20),
+            rng.uniform(0.38, 0.5),
+        )
     stripes = (0.0, 1.0, 0.0)
     if rng.random() < 0.35:
         stripes = (rng.uniform(6, 18), rng.uniform(6, 24), rng.uniform(0, np.pi))
     return _Background(
-        decor, top, mid, ground, far, float(horizon), float(rng.uniform(6, 22)), stripes, float(rng.uniform(3, 12)),
+        decor,
+        top,
+        mid,
+        ground,
+        far,
+        float(horizon),
+        float(rng.uniform(6, 22)),
+        stripes,
+        float(rng.uniform(3, 12)),
         int(rng.integers(2**63)),
     )
 
@@ -726,12 +825,17 @@ def _distractor(rng: np.random.Generator, small: bool) -> _Distractor:
     kind = ("blob", "blob", "ellipse", "rect", "scribble")[int(rng.integers(5))]
     size = rng.uniform(0.05, 0.11) if small else rng.uniform(0.08, 0.25)
     color = _hsv(rng, (0.0, 1.0), (0.2, 0.9), (0.25, 0.95))
-    return _Distractor(kind, int(rng.integers(2**63)), float(rng.uniform(0, 1)), float(rng.uniform(0, 1)), float(size), color)
+    return _Distractor(
+        kind,
+        int(rng.integers(2**63)),
+        float(rng.uniform(0, 1)),
+        float(rng.uniform(0, 1)),
+        float(size),
+        color,
+    )
 
 
-def _sample_labels(
-    rng: np.random.Generator, spec: SceneSpec, kept: set[str]
-) -> list[str]:
+def _sample_labels(rng: np.random.Generator, spec: SceneSpec, kept: set[str]) -> list[str]:
     probs = {c: p for c, p in spec.probabilities().items() if c in kept}
     names = [c for c in CLASSES if c in probs]  # fixed order: same draws for the same seed
     draws = rng.random(len(names))
@@ -796,7 +900,10 @@ def _targets(layouts: list[_Layout], num_classes: int) -> np.ndarray:
 
 def _pixel_boxes(lay: _Layout, image_size: int) -> list[Box]:
     s = float(image_size)
-    return [(c, round(x0 * s, 2), round(y0 * s, 2), round(x1 * s, 2), round(y1 * s, 2)) for c, x0, y0, x1, y1 in lay.boxes]
+    return [
+        (c, round(x0 * s, 2), round(y0 * s, 2), round(x1 * s, 2), round(y1 * s, 2))
+        for c, x0, y0, x1, y1 in lay.boxes
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -805,7 +912,9 @@ def _pixel_boxes(lay: _Layout, image_size: int) -> list[Box]:
 
 def _lerp(a: RGB, b: RGB, t: np.ndarray) -> np.ndarray:
     """Colours between a and b at fractions t. (K,) -> (K, 3)"""
-    return np.array(a, np.float32) + (np.array(b, np.float32) - np.array(a, np.float32)) * t[:, None]
+    return (
+        np.array(a, np.float32) + (np.array(b, np.float32) - np.array(a, np.float32)) * t[:, None]
+    )
 
 
 def _draw_background(bg: _Background, size: int, rng: np.random.Generator) -> Image.Image:
@@ -822,13 +931,17 @@ def _draw_background(bg: _Background, size: int, rng: np.random.Generator) -> Im
     # low-frequency mottling: mostly brightness, a little colour
     coarse = rng.normal(0.0, bg.noise, (6, 6, 1)) + rng.normal(0.0, 0.35 * bg.noise, (6, 6, 3))
     coarse_img = Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8))
-    img = rows[:, None, :] + (np.asarray(coarse_img.resize((lo, lo), Image.BILINEAR), np.float32) - 128.0)
+    img = rows[:, None, :] + (
+        np.asarray(coarse_img.resize((lo, lo), Image.Resampling.BILINEAR), np.float32) - 128.0
+    )
     amp, period, ang = bg.stripes
     if amp > 0:
         xs = np.arange(lo, dtype=np.float32) * (224.0 / lo)
         phase = (xs[None, :] * np.cos(ang) + xs[:, None] * np.sin(ang)) * (2 * np.pi / period)
         img = img + (amp * np.sign(np.sin(phase)))[:, :, None]  # (lo, lo, 3)
-    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    out = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).resize(
+        (size, size), Image.Resampling.BILINEAR
+    )
     draw = ImageDraw.Draw(out)
     s = float(size)
     hy = h * s
@@ -851,15 +964,24 @@ def _draw_background(bg: _Background, size: int, rng: np.random.Generator) -> Im
             y0 = rng.uniform(h, 1.0) * s
             xs = np.linspace(rng.uniform(-0.2, 0.6), rng.uniform(0.5, 1.2), 10) * s
             ys = y0 + np.sin(xs / s * rng.uniform(20, 40)) * s / 90
-            draw.line(np.stack([xs, ys], 1).ravel().tolist(), fill=_shade(bg.ground, 1.3), width=max(1, size // 112))
+            draw.line(
+                np.stack([xs, ys], 1).ravel().tolist(),
+                fill=_shade(bg.ground, 1.3),
+                width=max(1, size // 112),
+            )
     elif scene == "room":
         if rng.random() < 0.5:  # a picture frame on the wall
             x0, y0 = rng.uniform(0.05, 0.7) * s, rng.uniform(0.05, 0.35) * hy
             w, fh = rng.uniform(0.15, 0.28) * s, rng.uniform(0.12, 0.22) * s
             draw.rectangle((x0, y0, x0 + w, y0 + fh), fill=(70, 50, 30))
-            draw.rectangle((x0 + s / 40, y0 + s / 40, x0 + w - s / 40, y0 + fh - s / 40), fill=_hsv(rng, (0, 1), (0.2, 0.7), (0.4, 0.9)))
+            draw.rectangle(
+                (x0 + s / 40, y0 + s / 40, x0 + w - s / 40, y0 + fh - s / 40),
+                fill=_hsv(rng, (0, 1), (0.2, 0.7), (0.4, 0.9)),
+            )
         for x in np.arange(0.0, 1.0, rng.uniform(0.08, 0.16)) * s:  # floor boards
-            draw.line((x, hy, x - s * 0.05, s), fill=_shade(bg.ground, 0.75), width=max(1, size // 224))
+            draw.line(
+                (x, hy, x - s * 0.05, s), fill=_shade(bg.ground, 0.75), width=max(1, size // 224)
+            )
     elif scene == "garden":
         if rng.random() < 0.4:  # a fence along the horizon
             fc = (240, 240, 235) if rng.random() < 0.5 else (140, 95, 55)
@@ -867,7 +989,11 @@ def _draw_background(bg: _Background, size: int, rng: np.random.Generator) -> Im
                 draw.rectangle((x, hy - 0.12 * s, x + 0.035 * s, hy + 0.02 * s), fill=fc)
         for _ in range(int(rng.integers(20, 50))):
             x, y = rng.uniform(0, 1) * s, rng.uniform(h, 1.0) * s
-            draw.line((x, y, x + rng.uniform(-0.015, 0.015) * s, y - rng.uniform(0.02, 0.05) * s), fill=_shade(bg.ground, 0.7), width=max(1, size // 224))
+            draw.line(
+                (x, y, x + rng.uniform(-0.015, 0.015) * s, y - rng.uniform(0.02, 0.05) * s),
+                fill=_shade(bg.ground, 0.7),
+                width=max(1, size // 224),
+            )
     return out
 
 
@@ -883,10 +1009,12 @@ def _draw_distractor(draw: ImageDraw.ImageDraw, d: _Distractor, size: int) -> No
         draw.polygon(pts.ravel().tolist(), fill=d.color)
     elif d.kind == "ellipse":
         ry = r * rng.uniform(0.3, 0.7)
-        pts = _rotate(_ellipse(0, 0, r, ry, 16), rng.uniform(0, np.pi)) + (d.cx, d.cy)
+        pts = _rotate(_ellipse(0, 0, r, ry, 16), rng.uniform(0, np.pi)) + np.array([d.cx, d.cy])
         draw.polygon((pts * s).ravel().tolist(), fill=d.color)
     elif d.kind == "rect":
-        pts = _rotate(_rect(-r, -r * 0.4, r, r * 0.4), rng.uniform(0, np.pi)) + (d.cx, d.cy)
+        pts = _rotate(_rect(-r, -r * 0.4, r, r * 0.4), rng.uniform(0, np.pi)) + np.array(
+            [d.cx, d.cy]
+        )
         draw.polygon((pts * s).ravel().tolist(), fill=d.color)
     else:
         pts = (np.array([d.cx, d.cy]) + np.cumsum(rng.normal(0, r / 2, (6, 2)), axis=0)) * s
@@ -896,20 +1024,27 @@ def _draw_distractor(draw: ImageDraw.ImageDraw, d: _Distractor, size: int) -> No
 def _draw_object(draw: ImageDraw.ImageDraw, img: Image.Image, obj: _Object, size: int) -> None:
     parts = _SHAPES[CLASSES[obj.cls]](np.random.default_rng(obj.shape_seed))
     s = float(size)
-    back = None
-    if obj.faint > 0:
+    back: RGB | None = None
+    if obj.faint > 0:  # blend into the background colour at the object's centre
         x = min(max(int(obj.cx * s), 0), size - 1)
         y = min(max(int(obj.cy * s), 0), size - 1)
-        back = np.array(img.getpixel((x, y))[:3], np.float32)  # type: ignore[index]
+        r, g, b = np.asarray(img)[y, x].tolist()
+        back = (r, g, b)
     for part in parts:
-        color = part.color
-        if back is not None:
-            color = tuple(int(v) for v in (1 - obj.faint) * np.array(color, np.float32) + obj.faint * back)  # type: ignore[assignment]
+        color = part.color if back is None else _blend(part.color, back, obj.faint)
         xy = (_transform(part.pts, obj) * s).ravel().tolist()
         if part.width > 0:
             draw.line(xy, fill=color, width=max(1, round(part.width * obj.size * s)), joint="curve")
         else:
             draw.polygon(xy, fill=color)
+
+
+def _blend(a: RGB, b: RGB, t: float) -> RGB:
+    return (
+        int((1 - t) * a[0] + t * b[0]),
+        int((1 - t) * a[1] + t * b[1]),
+        int((1 - t) * a[2] + t * b[2]),
+    )
 
 
 def render(layout: _Layout, image_size: int) -> Image.Image:
@@ -925,7 +1060,7 @@ def render(layout: _Layout, image_size: int) -> Image.Image:
         _draw_distractor(draw, d, image_size)
     arr = np.asarray(img, dtype=np.int16)
     g = int(layout.background.grain)
-    grain = rng.integers(-g, g + 1, arr.shape[:2] + (1,), dtype=np.int16)  # sensor-like grain
+    grain = rng.integers(-g, g + 1, (*arr.shape[:2], 1), dtype=np.int16)  # sensor-like grain
     return Image.fromarray(np.clip(arr + grain, 0, 255).astype(np.uint8))
 
 
@@ -938,7 +1073,9 @@ class _Renderer:
 
     def __call__(self, index: int) -> Image.Image:
         if not 0 <= index < len(self.layouts):
-            raise IndexError(f"synthetic: image index {index} out of range [0, {len(self.layouts)})")
+            raise IndexError(
+                f"synthetic: image index {index} out of range [0, {len(self.layouts)})"
+            )
         return render(self.layouts[index], self.image_size)
 
 
@@ -948,14 +1085,18 @@ class _Renderer:
 
 def _check(split: str, n: int, image_size: int, num_classes: int | None) -> int:
     if split not in SPLIT_IDS:
-        raise ValueError(f"synthetic: unknown split {split!r}; expected one of {', '.join(SPLIT_IDS)}")
+        raise ValueError(
+            f"synthetic: unknown split {split!r}; expected one of {', '.join(SPLIT_IDS)}"
+        )
     if n < 0:
         raise ValueError(f"synthetic: the {split} split needs a size >= 0, got {n}")
     if image_size < 16:
         raise ValueError(f"synthetic: image_size must be >= 16 pixels, got {image_size}")
     k = len(CLASSES) if num_classes is None else num_classes
     if not 1 <= k <= len(CLASSES):
-        raise ValueError(f"synthetic: num_classes must be in [1, {len(CLASSES)}] (or None for all), got {num_classes}")
+        raise ValueError(
+            f"synthetic: num_classes must be in [1, {len(CLASSES)}] (or None for all), got {num_classes}"
+        )
     return k
 
 
@@ -968,7 +1109,11 @@ def generate(
     """
     k = _check(split, n, image_size, num_classes)
     layouts = _layouts(split, n, seed, k)
-    return _targets(layouts, k), [_pixel_boxes(lay, image_size) for lay in layouts], [lay.scene for lay in layouts]
+    return (
+        _targets(layouts, k),
+        [_pixel_boxes(lay, image_size) for lay in layouts],
+        [lay.scene for lay in layouts],
+    )
 
 
 @register_dataset("synthetic")
@@ -1035,6 +1180,8 @@ def save_split_as_manifest(split: Split, out_dir: Path) -> Path:
             used.add(stem)
             rel = f"images/{stem}.png"
             split.load_image(i).save(out_dir / rel, format="PNG")
-            labels = [c for c, t in zip(split.classes, split.targets[i], strict=True) if t == PRESENT]
+            labels = [
+                c for c, t in zip(split.classes, split.targets[i], strict=True) if t == PRESENT
+            ]
             writer.writerow([rel, "|".join(labels)])
     return manifest

@@ -36,7 +36,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ValueError(f"checkpoint {path}: cannot be read as a PyTorch checkpoint ({err})") from err
+        raise ValueError(
+            f"checkpoint {path}: cannot be read as a PyTorch checkpoint ({err})"
+        ) from err
     if not isinstance(ckpt, dict) or "ssgrl" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(
             f"checkpoint {path}: not an ssgrl checkpoint (no 'ssgrl' block); for the authors' "

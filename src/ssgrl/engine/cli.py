@@ -35,9 +35,14 @@ def new_run_dir(base: str | Path, command: str) -> Path:
 class SSGRLCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
-            "--run_dir", type=str | None, default=None, help="run directory (default runs/<time>-<command>)"
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="run directory (default runs/<time>-<command>)",
         )
-        parser.add_argument("--runs_root", type=str, default="runs", help="where new run directories go")
+        parser.add_argument(
+            "--runs_root", type=str, default="runs", help="where new run directories go"
+        )
         parser.link_arguments("model.backbone", "data.backbone")
         parser.set_defaults({"trainer.num_sanity_val_steps": 0, "trainer.max_epochs": 10})
 
@@ -47,7 +52,9 @@ class SSGRLCLI(LightningCLI):
         command = self.subcommand or "run"
         run_dir = Path(cfg.run_dir) if cfg.run_dir else new_run_dir(cfg.runs_root, command)
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise SystemExit(f"run directory {run_dir} exists and is not empty; choose a new --run_dir")
+            raise SystemExit(
+                f"run directory {run_dir} exists and is not empty; choose a new --run_dir"
+            )
         cfg.run_dir = str(run_dir)
         self.run_dir = run_dir
 
@@ -115,7 +122,10 @@ class SSGRLCLI(LightningCLI):
         ckpt = self.config[self.subcommand].get("ckpt_path")
         selected_on = None
         if ckpt is not None:
-            selected_on = self.model.meta.get("selected_on") or f"val split {self.datamodule.split_names['val']!r}"
+            selected_on = (
+                self.model.meta.get("selected_on")
+                or f"val split {self.datamodule.split_names['val']!r}"
+            )
         out = {
             "stage": stage,
             "metrics": result["metrics"],
@@ -154,7 +164,9 @@ class SSGRLCLI(LightningCLI):
         extra: dict[str, Any] = {"run_dir": str(self.run_dir)}
         if isinstance(cb, ModelCheckpoint):
             extra["best_checkpoint"] = cb.best_model_path or None
-            extra["best_val_mAP"] = None if cb.best_model_score is None else float(cb.best_model_score)
+            extra["best_val_mAP"] = (
+                None if cb.best_model_score is None else float(cb.best_model_score)
+            )
             extra["last_checkpoint"] = cb.last_model_path or None
         if "val" in self.model.results:
             self._write_metrics("val", extra)

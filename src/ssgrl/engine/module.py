@@ -117,7 +117,7 @@ class SSGRLModule(L.LightningModule):
 
     def build(self, dm: SSGRLDataModule, load_pretrained: bool = True) -> None:
         """Build the network for ``dm``'s classes, label graph and embeddings."""
-        hp = self.hparams
+        hp: Any = self.hparams
         train = dm.train_split
         classes = list(train.classes)
         adjacency = embeddings = None
@@ -166,7 +166,7 @@ class SSGRLModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.net is None:
             self.build(self.datamodule, load_pretrained=stage == "fit")
-        if stage == "fit" and self.hparams.cache_features:
+        if stage == "fit" and self._hp.cache_features:
             # here, before any dataloader is requested (a step-based scheduler asks early)
             self._cache_features(self.trainer.strategy.root_device)
 
@@ -192,6 +192,10 @@ class SSGRLModule(L.LightningModule):
                 key, backbone, dm.image_dataset(role), dm.eval_batch_size, dm.num_workers, device
             )
             dm.set_features(role, features)
+
+    @property
+    def _hp(self) -> Any:
+        return self.hparams
 
     @property
     def _net(self) -> SSGRL | Baseline:
@@ -232,14 +236,29 @@ class SSGRLModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = masked_bce(self._logits(batch), batch["target"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(batch["target"]))
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=len(batch["target"]),
+        )
         return loss
 
     def _eval_step(self, batch: Batch) -> None:
         logits = self._logits(batch)
         loss = masked_bce(logits, batch["target"])
-        self.log(f"{self._stage}/loss", loss, prog_bar=True, batch_size=len(batch["target"]), sync_dist=True)
-        self._outputs.append((logits.detach().float(), batch["target"].detach(), batch["index"].detach()))
+        self.log(
+            f"{self._stage}/loss",
+            loss,
+            prog_bar=True,
+            batch_size=len(batch["target"]),
+            sync_dist=True,
+        )
+        self._outputs.append(
+            (logits.detach().float(), batch["target"].detach(), batch["index"].detach())
+        )
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch)
@@ -267,7 +286,7 @@ class SSGRLModule(L.LightningModule):
         index = torch.cat([o[2] for o in self._outputs])
         if self.trainer.world_size > 1:
             logits, target, index = (
-                self.all_gather(t).flatten(0, 1) for t in (logits, target, index)
+                torch.as_tensor(self.all_gather(t)).flatten(0, 1) for t in (logits, target, index)
             )
         index_np = index.cpu().numpy()
         _, first = np.unique(index_np, return_index=True)
@@ -281,7 +300,7 @@ class SSGRLModule(L.LightningModule):
         if not split.has_labels:
             self.results[stage] = {"logits": logits, "index": index, "metrics": None}
             return None
-        hp = self.hparams
+        hp: Any = self.hparams
         with warnings.catch_warnings():
             if self.trainer.sanity_checking:
                 warnings.simplefilter("ignore")
@@ -294,10 +313,19 @@ class SSGRLModule(L.LightningModule):
                 top_k=hp.top_k,
                 logits=True,
             )
-        self.results[stage] = {"logits": logits, "index": index, "target": target, "metrics": metrics}
+        self.results[stage] = {
+            "logits": logits,
+            "index": index,
+            "target": target,
+            "metrics": metrics,
+        }
         topk = metrics[f"top{hp.top_k}"]
-        scalars = {f"{stage}/{k}": float(metrics[k]) for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
-        scalars.update({f"{stage}/top{hp.top_k}_{k}": float(v) for k, v in topk.items() if v is not None})
+        scalars = {
+            f"{stage}/{k}": float(metrics[k]) for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")
+        }
+        scalars.update(
+            {f"{stage}/top{hp.top_k}_{k}": float(v) for k, v in topk.items() if v is not None}
+        )
         self.log_dict(scalars, rank_zero_only=True)
         self.log(f"{stage}/mAP", float(metrics["mAP"]), prog_bar=True, rank_zero_only=True)
         return metrics
@@ -310,7 +338,7 @@ class SSGRLModule(L.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
+        hp: Any = self.hparams
         params = [p for p in self._net.parameters() if p.requires_grad]
         if not params:
             raise ValueError("nothing to train: every parameter is frozen")

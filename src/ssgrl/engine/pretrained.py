@@ -63,7 +63,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(data, dict) and key in data and isinstance(data[key], dict):
             data = data[key]
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a state dict (name -> tensor), got {type(data).__name__}")
+        raise ValueError(
+            f"{path}: expected a state dict (name -> tensor), got {type(data).__name__}"
+        )
     return {k.removeprefix("module."): v for k, v in data.items()}
 
 

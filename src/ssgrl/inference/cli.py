@@ -15,13 +15,31 @@ from ssgrl.inference.predictor import Prediction, Predictor, collect_inputs, sel
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (searched recursively) or text files of paths (.txt/.lst, one per line)")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files, folders (searched recursively) or text files of paths (.txt/.lst, one per line)",
+    )
     parser.add_argument("--checkpoint", required=True, help="an ssgrl checkpoint (.ckpt)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="labels are the classes with probability >= this (default 0.5)")
-    parser.add_argument("--top-k", type=int, default=None, help="keep at most the K best labels per image")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
-    parser.add_argument("--output", "-o", default=None, help="write here instead of standard output")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="labels are the classes with probability >= this (default 0.5)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=None, help="keep at most the K best labels per image"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="images per forward pass (default 16)"
+    )
+    parser.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
+    )
+    parser.add_argument(
+        "--output", "-o", default=None, help="write here instead of standard output"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -35,14 +53,19 @@ class _Writer:
 
     def write(self, pred: Prediction, labels: list[str]) -> None:
         if self.csv is not None:
-            scores = [] if pred.probabilities is None else [f"{v:.6f}" for v in pred.probabilities]
-            self.csv.writerow([pred.image, "|".join(labels), pred.error or "", *scores])
+            values = [] if pred.probabilities is None else [f"{v:.6f}" for v in pred.probabilities]
+            self.csv.writerow([pred.image, "|".join(labels), pred.error or "", *values])
         elif pred.error is not None:
             self.stream.write(json.dumps({"image": pred.image, "error": pred.error}) + "\n")
         else:
             assert pred.probabilities is not None
-            scores = {n: round(float(v), 6) for n, v in zip(self.class_names, pred.probabilities, strict=True)}
-            self.stream.write(json.dumps({"image": pred.image, "labels": labels, "scores": scores}) + "\n")
+            named = {
+                n: round(float(v), 6)
+                for n, v in zip(self.class_names, pred.probabilities, strict=True)
+            }
+            self.stream.write(
+                json.dumps({"image": pred.image, "labels": labels, "scores": named}) + "\n"
+            )
         self.stream.flush()
 
 
@@ -64,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
     failed = done = 0
     start = time.perf_counter()
     try:
-        bar = tqdm(total=len(paths), unit="img", desc="predict", disable=args.no_progress or None, file=sys.stderr)
+        bar = tqdm(
+            total=len(paths),
+            unit="img",
+            desc="predict",
+            disable=args.no_progress or None,
+            file=sys.stderr,
+        )
         for pred in predictor.predict_paths(paths, batch_size=args.batch_size):
             labels: list[str] = []
             if pred.error is not None:
@@ -73,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 assert pred.probabilities is not None
                 done += 1
-                labels = select_labels(pred.probabilities, predictor.class_names, args.threshold, args.top_k)
+                labels = select_labels(
+                    pred.probabilities, predictor.class_names, args.threshold, args.top_k
+                )
             writer.write(pred, labels)
             bar.update(1)
         bar.close()

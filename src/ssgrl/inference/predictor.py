@@ -38,7 +38,11 @@ def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
         path = Path(item)
         if path.is_dir():
             paths.extend(
-                sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                )
             )
         elif path.suffix.lower() in LIST_EXTENSIONS and path.is_file():
             for line in path.read_text().splitlines():
@@ -61,23 +65,30 @@ class Predictor:
     """``Predictor("best.ckpt").predict_paths(paths)`` yields one ``Prediction`` per path."""
 
     def __init__(
-        self, checkpoint: str | Path | None = None, model: SSGRL | Baseline | None = None, device: str = "cpu"
+        self,
+        checkpoint: str | Path | None = None,
+        model: SSGRL | Baseline | None = None,
+        device: str = "cpu",
     ) -> None:
         if (checkpoint is None) == (model is None):
             raise ValueError("give exactly one of checkpoint or model")
-        net = load_model(checkpoint) if model is None else model
+        net = model if model is not None else load_model(checkpoint)  # type: ignore[arg-type]
         if not net.preprocessing:
             raise ValueError("the model has no preprocessing settings; load it from a checkpoint")
         self.device = _device(device)
         self.model = net.eval().to(self.device)
         self.class_names: list[str] = list(net.class_names)
-        self.preprocessing = dict(net.preprocessing)
+        self.preprocessing: dict[str, Any] = dict(net.preprocessing)
         self.transform = eval_transform(self.preprocessing)
 
     def view(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it (resized and centre-cropped, not normalised)."""
         size, resize = int(self.preprocessing["image_size"]), int(self.preprocessing["resize"])
-        resample = Image.Resampling.BICUBIC if self.preprocessing["interpolation"] == "bicubic" else Image.Resampling.BILINEAR
+        resample = (
+            Image.Resampling.BICUBIC
+            if self.preprocessing["interpolation"] == "bicubic"
+            else Image.Resampling.BILINEAR
+        )
         img = image.convert("RGB").resize((resize, resize), resample)
         off = (resize - size) // 2
         return img.crop((off, off, off + size, off + size))

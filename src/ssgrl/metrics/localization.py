@@ -16,7 +16,11 @@ import numpy as np
 Box = tuple[int, float, float, float, float]  # (class index, x0, y0, x1, y1) in pixels
 
 
-def box_coverage(boxes: Sequence[tuple[float, float, float, float]], grid: tuple[int, int], size: tuple[float, float]) -> np.ndarray:
+def box_coverage(
+    boxes: Sequence[tuple[float, float, float, float]],
+    grid: tuple[int, int],
+    size: tuple[float, float],
+) -> np.ndarray:
     """(h, w) fraction of each feature cell covered by the union of ``boxes`` (pixels of an
     image of ``size`` = (width, height)), computed on a 4x super-sampled grid."""
     h, w = grid

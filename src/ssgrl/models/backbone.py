@@ -6,7 +6,7 @@ Pure torch. Weights are not read here: ``pretrained=True`` defers to timm's own 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import timm
 import torch
@@ -36,11 +36,12 @@ class Backbone(nn.Module):
         if pool not in ("none", "avg2x2"):
             raise ValueError(f"pool must be 'none' or 'avg2x2', got {pool!r}")
         self.name = name
-        self.body = timm.create_model(
+        body: Any = timm.create_model(
             name, pretrained=pretrained, features_only=True, out_indices=(feature_index,)
         )
-        self.num_features: int = int(self.body.feature_info.channels()[-1])
-        self.reduction: int = int(self.body.feature_info.reduction()[-1]) * (
+        self.body = body
+        self.num_features: int = int(body.feature_info.channels()[-1])
+        self.reduction: int = int(body.feature_info.reduction()[-1]) * (
             2 if pool == "avg2x2" else 1
         )
         self.pool = nn.AvgPool2d(2, stride=2) if pool == "avg2x2" else nn.Identity()
@@ -98,7 +99,11 @@ def default_preprocessing(name: str) -> dict[str, object]:
     """The normalisation and interpolation the backbone was pretrained with (timm's config)."""
     cfg = timm.get_pretrained_cfg(name)
     if cfg is None:
-        return {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "interpolation": "bilinear"}
+        return {
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "interpolation": "bilinear",
+        }
     return {
         "mean": [float(v) for v in cfg.mean],
         "std": [float(v) for v in cfg.std],

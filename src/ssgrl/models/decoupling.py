@@ -29,7 +29,7 @@ class SemanticDecoupling(nn.Module):
         self, fmap: torch.Tensor, embeddings: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """fmap (B, N, h, w), embeddings (C, d_s) -> features (B, C, N), attention (B, C, h, w)."""
-        b, n, h, w = fmap.shape
+        b, _, h, w = fmap.shape
         f = fmap.flatten(2).transpose(1, 2)  # (B, HW, N)
         u = self.U(f)  # (B, HW, d1)
         v = self.V(embeddings)  # (C, d1)

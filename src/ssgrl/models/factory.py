@@ -37,7 +37,9 @@ class ModelConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown model settings {sorted(unknown)}; expected some of {sorted(known)}")
+            raise ValueError(
+                f"unknown model settings {sorted(unknown)}; expected some of {sorted(known)}"
+            )
         return cls(**data)
 
 

@@ -34,6 +34,7 @@ class GGNN(nn.Module):
             raise ValueError(f"steps must be >= 0, got {steps}")
         self.steps = steps
         self.reset_gate_uses_update_weights = reset_gate_uses_update_weights
+        self.adjacency: torch.Tensor
         self.register_buffer("adjacency", adjacency.detach().clone().float())  # A_in = M, (C, C)
         self.W_z = nn.Linear(2 * hidden_dim, hidden_dim)
         self.U_z = nn.Linear(hidden_dim, hidden_dim)

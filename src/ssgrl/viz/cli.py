@@ -17,9 +17,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", help="the image to explain")
     parser.add_argument("--checkpoint", required=True, help="an ssgrl checkpoint of an SSGRL model")
     parser.add_argument("--out", required=True, help="the PNG to write")
-    parser.add_argument("--classes", nargs="+", default=None, help="classes to show (default: the predicted ones)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="predicted = probability >= this (default 0.5)")
-    parser.add_argument("--max-classes", type=int, default=12, help="at most this many tiles (default 12)")
+    parser.add_argument(
+        "--classes", nargs="+", default=None, help="classes to show (default: the predicted ones)"
+    )
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="predicted = probability >= this (default 0.5)"
+    )
+    parser.add_argument(
+        "--max-classes", type=int, default=12, help="at most this many tiles (default 12)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
 
 
@@ -44,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         predictor = Predictor(args.checkpoint, device=args.device)
         image = open_image(args.image)
         probs, attention, view = predictor.explain(image)
-        idx, note = choose_classes(probs, predictor.class_names, args.classes, args.threshold, args.max_classes)
+        idx, note = choose_classes(
+            probs, predictor.class_names, args.classes, args.threshold, args.max_classes
+        )
     except (FileNotFoundError, ValueError, ImageDecodeError) as err:
         print(f"ssgrl explain: error: {err}", file=sys.stderr)
         return 2
@@ -57,5 +65,7 @@ def run(args: argparse.Namespace) -> int:
         out_path=Path(args.out),
         title=title,
     )
-    print(f"wrote {args.out}: " + ", ".join(f"{predictor.class_names[i]} {probs[i]:.2f}" for i in idx))
+    print(
+        f"wrote {args.out}: " + ", ".join(f"{predictor.class_names[i]} {probs[i]:.2f}" for i in idx)
+    )
     return 0
