@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
+# every run gets its own folder; demo_out/latest points at the newest
 demo: $(STAMP)
-	$(BIN)/ssgrl demo --out demo_out
+	@run=demo_out/$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/ssgrl demo --out $$run && ln -sfn $$(basename $$run) demo_out/latest
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -43,14 +43,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--out", default="demo_out", help="output folder (default demo_out; must be new or empty)"
     )
     parser.add_argument(
-        "--num-train", type=int, default=2000, help="training images (default 2000)"
+        "--num-train", type=int, default=1600, help="training images (default 1600)"
     )
     parser.add_argument("--num-val", type=int, default=400, help="validation images (default 400)")
     parser.add_argument("--num-test", type=int, default=600, help="test images (default 600)")
     parser.add_argument(
         "--image-size", type=int, default=224, help="image side in pixels (default 224)"
     )
-    parser.add_argument("--epochs", type=int, default=30, help="epochs for each model (default 30)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs for each model (default 20)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     parser.add_argument(
         "--lr", type=float, default=1e-3, help="Adam learning rate of the heads (default 1e-3)"
@@ -86,8 +86,8 @@ def _model_kwargs(arch: str, args: argparse.Namespace) -> dict[str, Any]:
         "arch": arch,
         "backbone": "tf_efficientnet_lite0",
         "train_stages": 0,
-        "d1": 512,
-        "d2": 512,
+        "d1": 256,
+        "d2": 256,
         "pretrained": "efficientnet-lite0",
         "embeddings": "glove50",
         "optimizer": "adam",

@@ -100,6 +100,9 @@ class SSGRLCLI(LightningCLI):
         return {
             **dm.describe(role),
             "dataset_options": dm.dataset_options,
+            "difficult_policy": dm.dataset_options.get(
+                "difficult", "ignore" if dm.dataset.startswith("voc") else None
+            ),
             "ap_mode": hp.ap_mode,
             "threshold": hp.threshold,
             "top_k": hp.top_k,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ssgrl.data.datamodule import Batch, SSGRLDataModule
 from ssgrl.engine.checkpoint import FORMAT_VERSION, STATE_PREFIX, package_version
 from ssgrl.engine.features import FeatureCache
-from ssgrl.engine.pretrained import load_backbone_weights
+from ssgrl.engine.pretrained import load_backbone_weights, pretrained_help
 from ssgrl.graph import build_label_graph, embed_class_names
 from ssgrl.metrics import compute_metrics
 from ssgrl.models.factory import ModelConfig, build_model
@@ -148,7 +148,12 @@ class SSGRLModule(L.LightningModule):
         )
         origin = "from checkpoint"
         if load_pretrained:
-            origin = load_backbone_weights(net.backbone, hp.pretrained)
+            try:
+                origin = load_backbone_weights(net.backbone, hp.pretrained)
+            except (FileNotFoundError, ValueError) as err:
+                raise type(err)(
+                    f"{err}. To start from ImageNet weights give {pretrained_help(hp.backbone)}; or model.pretrained: none to train from scratch"
+                ) from err
         net.class_names = classes
         net.preprocessing = dict(dm.preprocessing)
         meta.update(
@@ -220,6 +225,29 @@ class SSGRLModule(L.LightningModule):
         if saved != self.model_config:
             raise ValueError(
                 f"the checkpoint's model {saved} differs from the configured one {self.model_config}"
+            )
+        embed_dim = meta.get("embed_dim")
+        net = self.net
+        if (
+            isinstance(net, SSGRL)
+            and embed_dim is not None
+            and int(embed_dim) != int(net.label_embeddings.shape[1])
+        ):
+            # The label embeddings are a buffer of the checkpoint (e.g. an imported model's
+            # 300-d word vectors, not the configured source): rebuild for their width; the
+            # weights, graph and embeddings are loaded from the checkpoint right after this hook.
+            rebuilt = build_model(self.model_config, net.num_classes, embed_dim=int(embed_dim))
+            rebuilt.class_names = net.class_names
+            rebuilt.preprocessing = net.preprocessing
+            self.net = rebuilt
+        saved_pre = meta.get("preprocessing")
+        current_pre = getattr(getattr(self.trainer, "datamodule", None), "preprocessing", None)
+        if saved_pre and current_pre and dict(saved_pre) != dict(current_pre):
+            warnings.warn(
+                f"the data preprocessing {current_pre} differs from the checkpoint's {saved_pre}: "
+                "scores will differ from `ssgrl predict`; set data.image_size/resize/mean/std/"
+                "interpolation to the checkpoint's values to evaluate it as it was trained",
+                stacklevel=2,
             )
         self.meta = dict(meta)
         if self.net is not None:
