@@ -100,6 +100,15 @@ def test_test_command_writes_metrics_and_protocol(fitted: Path, tmp_path: Path) 
 
     again = compute_metrics(logits, targets, logits=True)
     assert again["mAP"] == pytest.approx(m["mAP"], abs=1e-9)
+    # the test loop (backbone features cached: tiny.yaml sets cache_features) gives the logits
+    # of a plain forward pass of the checkpoint on the test images
+    split = load_split("synthetic", "test", **DATA)
+    model = load_model(fitted / "checkpoints" / "best.ckpt")
+    predictor = Predictor(model=model)
+    x = torch.stack([predictor.transform(split.load_image(i)) for i in range(len(split))])
+    with torch.no_grad():
+        expected = model(x).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
 
 
 def _images(folder: Path, n: int) -> list[Path]:

@@ -35,7 +35,9 @@ from ssgrl.models import (
 NUM_CLASSES = 5
 EMBED_DIM = 12
 BATCH = 2
-IMAGE_SIZE = 128  # ResNet-101 + 2x2 pooling -> 2x2 map, Lite0 -> 4x4: attention is not trivial
+# ResNet-101 + 2x2 pooling -> a 1x2 map, Lite0 -> 2x4: attention is not trivial, and h != w
+# catches a transposed reshape
+IMAGE_HW = (64, 128)
 CONFIG_NAMES = sorted(MODEL_CONFIGS)
 SSGRL_NAMES = [n for n in CONFIG_NAMES if MODEL_CONFIGS[n].arch == "ssgrl"]
 # Softmax over positions is invariant to a constant added to every score, so the attention
@@ -82,7 +84,7 @@ def _pretend_pretrained(net: SSGRL | Baseline, gen: torch.Generator) -> None:
         m.momentum = None  # cumulative average over the calibration batch
         m.train()
     with torch.no_grad():
-        net.backbone(torch.randn(BATCH, 3, IMAGE_SIZE, IMAGE_SIZE, generator=gen))
+        net.backbone(torch.randn(BATCH, 3, *IMAGE_HW, generator=gen))
     for m in bns:
         m.momentum = 0.1
     net.eval()
@@ -102,7 +104,7 @@ def _build(name: str) -> Built:
             net.decoupling.f_a.bias.normal_(generator=gen)
             net.classifier_bias.normal_(generator=gen)
     net.class_names = [f"name{i}" for i in range(NUM_CLASSES)]
-    images = torch.randn(BATCH, 3, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+    images = torch.randn(BATCH, 3, *IMAGE_HW, generator=gen)
     attention = None
     with torch.no_grad():
         if isinstance(net, SSGRL):
@@ -184,9 +186,9 @@ def test_attention_maps_are_distributions(built: Callable[[str], Built], name: s
     b = built(name)
     attention = b.attention
     assert isinstance(b.net, SSGRL) and attention is not None
-    side = IMAGE_SIZE // b.net.backbone.reduction
-    assert side >= 2  # a 1x1 map would make every check below trivial
-    assert attention.shape == (BATCH, NUM_CLASSES, side, side)
+    h, w = (s // b.net.backbone.reduction for s in IMAGE_HW)
+    assert h * w >= 2  # a 1x1 map would make every check below trivial
+    assert attention.shape == (BATCH, NUM_CLASSES, h, w)
     assert (attention >= 0).all()
     torch.testing.assert_close(
         attention.sum(dim=(2, 3)), torch.ones(BATCH, NUM_CLASSES), atol=1e-5, rtol=0

@@ -3,6 +3,8 @@ and a deterministic transform give the same feature map for an image at every ep
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -17,9 +19,23 @@ class FeatureCache:
 
     def __init__(self) -> None:
         self._store: dict[tuple[str, ...], torch.Tensor] = {}
+        self._items: dict[tuple[str, ...], dict[int, torch.Tensor]] = {}
 
     def __len__(self) -> int:
-        return len(self._store)
+        return len(self._store) + len(self._items)
+
+    def batch(
+        self, key: tuple[str, ...], index: torch.Tensor, images: torch.Tensor, backbone: Backbone
+    ) -> torch.Tensor:
+        """Features (B, N, h, w) of a batch of split items, computing only those not seen yet."""
+        items = self._items.setdefault(key, {})
+        missing = [i for i, k in enumerate(index.tolist()) if k not in items]
+        if missing:
+            with torch.inference_mode():
+                computed = backbone(images[missing]).float()
+            for i, feats in zip(missing, computed, strict=True):
+                items[int(index[i])] = feats.cpu().clone()
+        return torch.stack([items[int(k)] for k in index.tolist()]).to(images.device)
 
     def get_or_compute(
         self,
@@ -45,3 +61,14 @@ class FeatureCache:
             backbone.train(was_training)
             self._store[key] = torch.cat(chunks)
         return self._store[key]
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """sha256 of a module's state (names, shapes and bytes): features of equal fingerprints are
+    equal, so cache keys built on it stay exact whatever weights a checkpoint restored."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from ssgrl.data.datamodule import Batch, SSGRLDataModule
 from ssgrl.engine.checkpoint import FORMAT_VERSION, STATE_PREFIX, package_version
-from ssgrl.engine.features import FeatureCache
+from ssgrl.engine.features import FeatureCache, weights_fingerprint
 from ssgrl.engine.pretrained import load_backbone_weights, pretrained_help
 from ssgrl.graph import build_label_graph, embed_class_names
 from ssgrl.metrics import compute_metrics
@@ -102,6 +102,7 @@ class SSGRLModule(L.LightningModule):
             learn_embeddings=learn_embeddings,
         )
         self.feature_cache = feature_cache
+        self._test_key: tuple[str, ...] | None = None
         self.net: SSGRL | Baseline | None = None
         self.meta: dict[str, Any] = {}
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
@@ -175,6 +176,27 @@ class SSGRLModule(L.LightningModule):
             # here, before any dataloader is requested (a step-based scheduler asks early)
             self._cache_features(self.trainer.strategy.root_device)
 
+    def _cache_key(self, role: str) -> tuple[str, ...]:
+        """Identifies the features of a split exactly: backbone weights, input and split."""
+        dm = self.datamodule
+        return (
+            self.model_config.backbone,
+            str(self.model_config.feature_index),
+            self.model_config.pool,
+            weights_fingerprint(self._net.backbone),
+            json.dumps(dm.preprocessing, sort_keys=True),
+            dm.dataset,
+            str(dm.root),
+            json.dumps(dm.dataset_options, sort_keys=True, default=str),
+            str(dm.split_names[role]),
+        )
+
+    def on_test_start(self) -> None:
+        # the checkpoint's weights are in place now: test features are cached under them
+        self._test_key = self._cache_key("test") if self._hp.cache_features else None
+        if self._test_key is not None and self.feature_cache is None:
+            self.feature_cache = FeatureCache()
+
     def _cache_features(self, device: torch.device) -> None:
         net, dm = self._net, self.datamodule
         cache = self.feature_cache if self.feature_cache is not None else FeatureCache()
@@ -182,16 +204,7 @@ class SSGRLModule(L.LightningModule):
         for role in ("train", "val"):
             if dm.split_names[role] is None:
                 continue
-            key = (
-                self.model_config.backbone,
-                str(self.model_config.feature_index),
-                self.model_config.pool,
-                str(self.meta.get("pretrained")),
-                json.dumps(dm.preprocessing, sort_keys=True),
-                dm.dataset,
-                json.dumps(dm.dataset_options, sort_keys=True, default=str),
-                str(dm.split_names[role]),
-            )
+            key = self._cache_key(role)
             backbone = net.backbone.to(device)
             features = cache.get_or_compute(
                 key, backbone, dm.image_dataset(role), dm.eval_batch_size, dm.num_workers, device
@@ -260,6 +273,12 @@ class SSGRLModule(L.LightningModule):
     def _logits(self, batch: Batch) -> torch.Tensor:
         if "features" in batch:
             return self._net.head(batch["features"])
+        key = self._test_key
+        if self.trainer.testing and key is not None and self.feature_cache is not None:
+            feats = self.feature_cache.batch(
+                key, batch["index"], batch["image"], self._net.backbone
+            )
+            return self._net.head(feats)
         return self._net(batch["image"])
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:

@@ -127,16 +127,20 @@ class Predictor:
                 yield Prediction(image=name, probabilities=next(probs))
 
     @torch.inference_mode()
-    def explain(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray, Image.Image]:
-        """Probabilities (C,), attention maps (C, h, w) and the image as the model saw it."""
+    def attention(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (B, C) and attention maps (B, C, h, w) of decoded images."""
         if not isinstance(self.model, SSGRL):
             raise ValueError(
                 f"a {type(self.model).__name__} model has no per-class attention; explain needs SSGRL"
             )
-        x = self.transform(image).unsqueeze(0).to(self.device)
+        x = torch.stack([self.transform(img) for img in images]).to(self.device)
         logits, attention = self.model.forward_with_attention(x)
-        probs = torch.sigmoid(logits)[0].float().cpu().numpy()
-        return probs, attention[0].float().cpu().numpy(), self.view(image)
+        return torch.sigmoid(logits).float().cpu().numpy(), attention.float().cpu().numpy()
+
+    def explain(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray, Image.Image]:
+        """Probabilities (C,), attention maps (C, h, w) and the image as the model saw it."""
+        probs, attention = self.attention([image])
+        return probs[0], attention[0], self.view(image)
 
 
 def select_labels(
