@@ -227,3 +227,25 @@ def test_reload_in_fresh_process_gives_identical_scores(fitted: Path, tmp_path: 
         here = model(x)
     assert torch.equal(here, torch.load(tmp_path / "y.pt"))
     assert model.class_names == list(load_split("synthetic", "train", **DATA).classes)
+
+
+def test_resume_from_last_checkpoint(fitted: Path, tmp_path: Path) -> None:
+    run = tmp_path / "resumed"
+    last = fitted / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    args = ["fit", "--config", str(fitted / "config.yaml"), "--ckpt_path", str(last)]
+    args += [
+        "--trainer.max_epochs",
+        "3",
+        "--run_dir",
+        str(run),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    assert main(args) == 0
+    resumed = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["epoch"] == 2  # epochs 0 and 1 came from the first run, epoch 2 ran here
+    assert last.read_bytes() == before  # the first run's checkpoint is untouched
+    # a run directory is never reused
+    with pytest.raises(SystemExit, match="exists and is not empty"):
+        main(args)

@@ -29,12 +29,23 @@ def test_demo_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert ckpt.is_file() and ckpt.name in printed
     meta = torch.load(ckpt, map_location="cpu", weights_only=True)["ssgrl"]
     assert meta["model_config"]["arch"] == "ssgrl"
-    for stage in ("generate_data_s", "graph_embeddings_s", "ssgrl_train_s", "ssgrl_test_s", "total_s"):
+    for stage in (
+        "generate_data_s",
+        "graph_embeddings_s",
+        "ssgrl_train_s",
+        "ssgrl_test_s",
+        "total_s",
+    ):
         assert summary["wall_time_s"][stage] >= 0
     report = (out / "report.md").read_text()
     assert "| SSGRL |" in report and "baseline" in report
     assert f"{summary['ssgrl']['mAP']:.2f}" in report
-    for picture in ("explain/test_000.png", "explain/test_001.png", "per_class_ap.png", "graph/graph.png"):
+    for picture in (
+        "explain/test_000.png",
+        "explain/test_001.png",
+        "per_class_ap.png",
+        "graph/graph.png",
+    ):
         assert (out / picture).is_file() and f"]({picture})" in report
     assert (out / "graph" / "graph.json").is_file()
     # a second run never writes into a used folder

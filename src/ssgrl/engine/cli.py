@@ -125,10 +125,13 @@ class SSGRLCLI(LightningCLI):
         ckpt = self.config[self.subcommand].get("ckpt_path")
         selected_on = None
         if ckpt is not None:
-            selected_on = (
-                self.model.meta.get("selected_on")
-                or f"val split {self.datamodule.split_names['val']!r}"
-            )
+            # best.ckpt is chosen by val mAP (ModelCheckpoint); any other file is not selected
+            if self.model.meta.get("selected_on"):
+                selected_on = str(self.model.meta["selected_on"])
+            elif Path(str(ckpt)).stem.startswith("best"):
+                selected_on = f"val mAP on split {self.model.meta.get('val_split')!r}"
+            else:
+                selected_on = f"not selected: {Path(str(ckpt)).name} as given"
         out = {
             "stage": stage,
             "metrics": result["metrics"],

@@ -165,6 +165,7 @@ class SSGRLModule(L.LightningModule):
             package_version=package_version(),
             dataset=dm.dataset,
             train_split=dm.split_names["train"],
+            val_split=dm.split_names["val"],
         )
         self.net = net
         self.meta = meta
