@@ -21,7 +21,7 @@ def test_demo_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["ssgrl"]) == KEYS and set(summary["baseline"]) == KEYS
+    assert set(summary["ssgrl"]) >= KEYS and set(summary["baseline"]) >= KEYS
     assert summary["ssgrl_minus_baseline_mAP"] == pytest.approx(
         summary["ssgrl"]["mAP"] - summary["baseline"]["mAP"]
     )
