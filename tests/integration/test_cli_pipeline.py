@@ -249,3 +249,12 @@ def test_resume_from_last_checkpoint(fitted: Path, tmp_path: Path) -> None:
     # a run directory is never reused
     with pytest.raises(SystemExit, match="exists and is not empty"):
         main(args)
+
+
+def test_predict_refuses_empty_input_and_unwritable_output(fitted: Path, tmp_path: Path) -> None:
+    ckpt = str(fitted / "checkpoints" / "best.ckpt")
+    (tmp_path / "empty").mkdir()
+    assert main(["predict", "--checkpoint", ckpt, str(tmp_path / "empty"), "--no-progress"]) == 2
+    (image,) = _images(tmp_path / "imgs", 1)
+    bad_out = str(tmp_path / "missing" / "dir" / "out.jsonl")
+    assert main(["predict", "--checkpoint", ckpt, str(image), "-o", bad_out, "--no-progress"]) == 2

@@ -42,14 +42,20 @@ def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list[Any]:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
 
 
-def eval_transform(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
-    """Resize the image to ``resize`` x ``resize``, centre-crop ``image_size``, normalise."""
+def eval_geometry(pre: dict[str, Any]) -> Callable[[Image.Image], Image.Image]:
+    """Resize the image to ``resize`` x ``resize`` and centre-crop ``image_size``: the picture
+    the network sees (``ssgrl explain`` draws on exactly this)."""
     interp = _INTERPOLATION[pre["interpolation"]]
     size, resize = int(pre["image_size"]), int(pre["resize"])
     steps: list[Any] = [T.Resize((resize, resize), interpolation=interp, antialias=True)]
     if resize != size:
         steps.append(T.CenterCrop(size))
-    return T.Compose(steps + _to_tensor(pre["mean"], pre["std"]))
+    return T.Compose(steps)
+
+
+def eval_transform(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+    """``eval_geometry`` then normalise."""
+    return T.Compose([eval_geometry(pre), *_to_tensor(pre["mean"], pre["std"])])
 
 
 class RandomSquareCrop:
@@ -80,6 +86,12 @@ def train_transform(
     if augment == "flip":
         return T.Compose([eval_transform(pre), T.RandomHorizontalFlip()])
     if augment == "paper":
+        if min(scales) >= resize:
+            raise ValueError(
+                f"data.train_augment paper crops squares of sides {tuple(scales)} out of the "
+                f"{resize}x{resize} resized image: give data.resize larger than the smallest "
+                "side (the paper: resize 640, image_size 576) or smaller data.paper_scales"
+            )
         return T.Compose(
             [
                 T.Resize((resize, resize), interpolation=interp, antialias=True),

@@ -175,6 +175,10 @@ class SSGRLCLI(LightningCLI):
             )
             extra["last_checkpoint"] = cb.last_model_path or None
         if "val" in self.model.results:
+            extra["metrics_of"] = (
+                f"the last validation epoch ({self.trainer.current_epoch - 1}); best.ckpt is the "
+                "epoch of best_val_mAP: `ssgrl validate --ckpt_path` it for its full metrics"
+            )
             self._write_metrics("val", extra)
         elif self.trainer.global_rank == 0:
             write_json(self.run_dir / "metrics.json", extra)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ssgrl.data.datamodule import Batch, SSGRLDataModule
-from ssgrl.engine.checkpoint import FORMAT_VERSION, STATE_PREFIX, package_version
+from ssgrl.engine.checkpoint import FORMAT_VERSION, STATE_PREFIX, package_version, read_checkpoint
 from ssgrl.engine.features import FeatureCache, weights_fingerprint
 from ssgrl.engine.pretrained import load_backbone_weights, pretrained_help
 from ssgrl.graph import build_label_graph, embed_class_names
@@ -121,6 +121,11 @@ class SSGRLModule(L.LightningModule):
         hp: Any = self.hparams
         train = dm.train_split
         classes = list(train.classes)
+        if not 1 <= hp.top_k <= len(classes):
+            raise ValueError(
+                f"model.top_k must be between 1 and the number of classes ({len(classes)}), "
+                f"got {hp.top_k}"
+            )
         adjacency = embeddings = None
         meta: dict[str, Any] = {"format_version": FORMAT_VERSION}
         if self.model_config.arch == "ssgrl":
@@ -190,6 +195,7 @@ class SSGRLModule(L.LightningModule):
             str(dm.root),
             json.dumps(dm.dataset_options, sort_keys=True, default=str),
             str(dm.split_names[role]),
+            str(self.trainer.precision),
         )
 
     def on_test_start(self) -> None:
@@ -202,6 +208,15 @@ class SSGRLModule(L.LightningModule):
         net, dm = self._net, self.datamodule
         cache = self.feature_cache if self.feature_cache is not None else FeatureCache()
         self.feature_cache = cache
+        resume = self.trainer.ckpt_path
+        if resume:
+            # Lightning restores weights after setup: put the checkpoint's backbone in place
+            # first, so the cached features are those of the weights that will train on them
+            state = read_checkpoint(resume)["state_dict"]
+            prefix = STATE_PREFIX + "backbone."
+            net.backbone.load_state_dict(
+                {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+            )
         for role in ("train", "val"):
             if dm.split_names[role] is None:
                 continue

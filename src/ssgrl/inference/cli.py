@@ -78,11 +78,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         predictor = Predictor(args.checkpoint, device=args.device)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"ssgrl predict: error: {err}", file=sys.stderr)
         return 2
     paths = collect_inputs(args.inputs)
-    out: IO[str] = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+    if not paths:
+        print(f"ssgrl predict: error: no images found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 2
+    try:
+        out: IO[str] = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+    except OSError as err:
+        print(f"ssgrl predict: error: cannot write {args.output}: {err}", file=sys.stderr)
+        return 2
     writer = _Writer(out, args.format, predictor.class_names)
     failed = done = 0
     start = time.perf_counter()

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ssgrl.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, open_image
-from ssgrl.data.transforms import eval_transform
+from ssgrl.data.transforms import eval_geometry, eval_transform
 from ssgrl.engine.checkpoint import load_model
 from ssgrl.models.ssgrl import SSGRL, Baseline
 
@@ -80,18 +80,11 @@ class Predictor:
         self.class_names: list[str] = list(net.class_names)
         self.preprocessing: dict[str, Any] = dict(net.preprocessing)
         self.transform = eval_transform(self.preprocessing)
+        self.geometry = eval_geometry(self.preprocessing)
 
     def view(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it (resized and centre-cropped, not normalised)."""
-        size, resize = int(self.preprocessing["image_size"]), int(self.preprocessing["resize"])
-        resample = (
-            Image.Resampling.BICUBIC
-            if self.preprocessing["interpolation"] == "bicubic"
-            else Image.Resampling.BILINEAR
-        )
-        img = image.convert("RGB").resize((resize, resize), resample)
-        off = (resize - size) // 2
-        return img.crop((off, off, off + size, off + size))
+        return self.geometry(image.convert("RGB"))
 
     @torch.inference_mode()
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         idx, note = choose_classes(
             probs, predictor.class_names, args.classes, args.threshold, args.max_classes
         )
-    except (FileNotFoundError, ValueError, ImageDecodeError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError, ImageDecodeError) as err:
         print(f"ssgrl explain: error: {err}", file=sys.stderr)
         return 2
     title = f"{Path(args.image).name}" + (f" ({note})" if note else "")
