@@ -3,7 +3,6 @@ the start-up check that every listed image exists, and file digests for provenan
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -88,12 +87,6 @@ def require_files(paths: Sequence[Path], source: Callable[[int], str], what: str
         + "\n".join(lines)
         + "\nCheck the dataset root and that the images were fully extracted."
     )
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes (provenance of label files)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def base_meta(dataset: str, split: str, targets: np.ndarray, **extra: object) -> dict[str, object]:

@@ -35,10 +35,10 @@ from ssgrl.data.labelspace import (
     read_class_names,
     require_files,
     resolve_file,
-    sha256_file,
     targets_from_indices,
 )
 from ssgrl.data.registry import register_dataset
+from ssgrl.provenance import sha256_file
 
 log = logging.getLogger(__name__)
 

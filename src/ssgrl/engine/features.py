@@ -21,9 +21,6 @@ class FeatureCache:
         self._store: dict[tuple[str, ...], torch.Tensor] = {}
         self._items: dict[tuple[str, ...], dict[int, torch.Tensor]] = {}
 
-    def __len__(self) -> int:
-        return len(self._store) + len(self._items)
-
     def batch(
         self, key: tuple[str, ...], index: torch.Tensor, images: torch.Tensor, backbone: Backbone
     ) -> torch.Tensor:

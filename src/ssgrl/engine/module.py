@@ -255,17 +255,20 @@ class SSGRLModule(L.LightningModule):
             raise ValueError(
                 f"the checkpoint's model {saved} differs from the configured one {self.model_config}"
             )
-        embed_dim = meta.get("embed_dim")
         net = self.net
-        if (
-            isinstance(net, SSGRL)
-            and embed_dim is not None
-            and int(embed_dim) != int(net.label_embeddings.shape[1])
+        state = {
+            k.removeprefix(STATE_PREFIX): v
+            for k, v in checkpoint.get("state_dict", {}).items()
+            if k.startswith(STATE_PREFIX)
+        }
+        current = {} if net is None else net.state_dict()
+        if net is not None and any(
+            k in current and current[k].shape != v.shape for k, v in state.items()
         ):
-            # The label embeddings are a buffer of the checkpoint (e.g. an imported model's
-            # 300-d word vectors, not the configured source): rebuild for their width; the
-            # weights, graph and embeddings are loaded from the checkpoint right after this hook.
-            rebuilt = build_model(self.model_config, net.num_classes, embed_dim=int(embed_dim))
+            # The checkpoint fixes the shapes (e.g. an imported model's 300-d word vectors where
+            # the config names another embedding source): build the network its metadata
+            # describes; Lightning loads its weights, graph and embeddings right after this hook.
+            rebuilt = build_model(saved, net.num_classes, embed_dim=meta.get("embed_dim"))
             rebuilt.class_names = net.class_names
             rebuilt.preprocessing = net.preprocessing
             self.net = rebuilt
@@ -450,4 +453,4 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-__all__ = ["STATE_PREFIX", "SSGRLModule", "masked_bce", "write_json"]
+__all__ = ["SSGRLModule", "masked_bce", "write_json"]

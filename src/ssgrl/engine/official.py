@@ -17,7 +17,6 @@ P/f_a``, ``graph_net.fc_eq3_w/u, fc_eq4_w/u, fc_eq5_w/u`` -> ``graph.W_z/U_z, W_
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib
 import pickle
 import re
@@ -40,6 +39,7 @@ from ssgrl.engine.checkpoint import (
 from ssgrl.graph.cooccurrence import matrix_sha256
 from ssgrl.models.factory import ModelConfig, build_model
 from ssgrl.models.ssgrl import SSGRL
+from ssgrl.provenance import sha256_file
 
 PROG = "ssgrl import-official"
 SELECTED_ON = "authors' checkpoint (their code selects on the test split)"
@@ -86,14 +86,6 @@ class OfficialImportError(ValueError):
 
 
 # --- reading ------------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _numpy_scalar_globals() -> list[Any]:

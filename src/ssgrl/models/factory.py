@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
 from ssgrl.models.backbone import Backbone, Pooling
 from ssgrl.models.ssgrl import SSGRL, Baseline
@@ -97,7 +96,3 @@ def build_model(
         reset_gate_uses_update_weights=config.reset_gate_uses_update_weights,
         learn_embeddings=config.learn_embeddings,
     )
-
-
-def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
