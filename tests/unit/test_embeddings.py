@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ssgrl.graph import embed_class_names, segment, tokenize_class_name
+from ssgrl.graph.embeddings import SEGMENT_MAX_RANK
 
 # METHOD.md's VOC class order
 VOC = [
@@ -17,6 +18,13 @@ VOC = [
     *("diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa"),
     *("train", "tvmonitor"),
 ]
+# the words glove50 picks for VOC (and, with the rare-token rule, any big GloVe file too)
+VOC_WORDS = {
+    **{name: (name,) for name in VOC},
+    "diningtable": ("dining", "table"),
+    "pottedplant": ("potted", "plant"),
+    "tvmonitor": ("tv", "monitor"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +71,17 @@ def test_segment_prefers_fewest_then_frequent_words() -> None:
     assert segment("ababababab", vocab3) is None  # would need 5 pieces, at most 3 allowed
 
 
+def test_segment_splits_rare_vocabulary_words() -> None:
+    rare = SEGMENT_MAX_RANK  # ranks from SEGMENT_MAX_RANK on are rare
+    vocab = {"potted": 40, "plant": 30, "pottedplant": rare, "aeroplane": 900, "aero": 5}
+    vocab |= {"plane": 6, "qzxv": rare + 7, "tv": 3, "monitor": 8, "tvmonitor": rare - 1}
+    assert segment("pottedplant", vocab) == ("potted", "plant")  # rare: split
+    assert segment("aeroplane", vocab) == ("aeroplane",)  # common: never split
+    assert segment("qzxv", vocab) == ("qzxv",)  # rare, no split: used whole
+    assert segment("tvmonitor", vocab) == ("tvmonitor",)  # just below the threshold: common
+    assert segment("qzxvq", vocab) is None
+
+
 def test_voc_names_with_glove50(glove_oracle: dict[str, np.ndarray]) -> None:
     emb = embed_class_names(VOC, "glove50")
     assert emb.vectors.shape == (20, 50) and emb.vectors.dtype == np.float32
@@ -73,6 +92,7 @@ def test_voc_names_with_glove50(glove_oracle: dict[str, np.ndarray]) -> None:
     assert words["diningtable"] == ("dining", "table")
     assert words["tvmonitor"] == ("tv", "monitor")
     assert words["dog"] == ("dog",)
+    assert words == VOC_WORDS  # aeroplane, motorbike stay whole; the joined names split
     expected = (glove_oracle["potted"].astype(np.float64) + glove_oracle["plant"]) / 2
     np.testing.assert_allclose(emb.vectors[VOC.index("pottedplant")], expected, rtol=1e-6)
     np.testing.assert_array_equal(emb.vectors[VOC.index("dog")], glove_oracle["dog"])
@@ -142,6 +162,59 @@ def test_glove_file(tmp_path: Path) -> None:
         embed_class_names(["dog"], "glove-file", path=tmp_path / "nope.txt")
     with pytest.raises(ValueError, match="needs path="):
         embed_class_names(["dog"], "glove-file")
+
+
+def _big_glove_file(path: Path, filler: int = SEGMENT_MAX_RANK + 10) -> dict[str, np.ndarray]:
+    """GloVe text with common VOC words first, ``filler`` junk lines, then rare joined words."""
+    common = ["potted", "plant", "tv", "monitor", "dining", "table", "aero", "plane", "motor"]
+    common += ["bike", *(n for n in VOC if n not in ("pottedplant", "tvmonitor", "diningtable"))]
+    rare = ["pottedplant", "tvmonitor", "diningtable", "zqxjoined"]
+    vectors: dict[str, np.ndarray] = {}
+    lines: list[str] = []
+    for i, word in enumerate(common):
+        vectors[word] = np.array([i + 1, 0.5 * i - 3], np.float32)
+        lines.append(f"{word} {vectors[word][0]} {vectors[word][1]}")
+    lines.extend(f"w{i:06d} 0.1 0.2" for i in range(filler))
+    for i, word in enumerate(rare):
+        vectors[word] = np.array([100 + i, -100 - i], np.float32)
+        lines.append(f"{word} {vectors[word][0]} {vectors[word][1]}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert len(lines) > 100_000
+    return vectors
+
+
+def test_glove_file_splits_rare_joined_words(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    vectors = _big_glove_file(path)
+    emb = embed_class_names([*VOC, "zqxjoined"], "glove-file", path=path)
+    words = dict(zip([*VOC, "zqxjoined"], emb.words, strict=True))
+    assert words.pop("zqxjoined") == ("zqxjoined",)  # rare and unsplittable: used whole
+    assert words == VOC_WORDS  # the same words as glove50
+    assert words["aeroplane"] == ("aeroplane",) and words["motorbike"] == ("motorbike",)
+    for c, ws in enumerate(emb.words):
+        expected = np.mean([vectors[w].astype(np.float64) for w in ws], axis=0)
+        np.testing.assert_allclose(emb.vectors[c], expected.astype(np.float32), rtol=1e-6)
+    lines = emb.describe()
+    assert len(lines) == 21
+    assert "pottedplant <- potted + plant" in lines
+    assert "tvmonitor <- tv + monitor" in lines
+    assert "person <- person" in lines
+    assert lines[-1] == "zqxjoined <- zqxjoined"
+
+
+def test_glove50_and_glove_file_agree_on_voc(tmp_path: Path) -> None:
+    path = tmp_path / "big.txt"
+    _big_glove_file(path)
+    assert (
+        embed_class_names(VOC, "glove50").words
+        == embed_class_names(VOC, "glove-file", path=path).words
+    )
+
+
+def test_describe() -> None:
+    emb = embed_class_names(["Potted Plant", "dog"], "glove50")
+    assert emb.describe() == ["Potted Plant <- potted + plant", "dog <- dog"]
+    assert embed_class_names(["a_b"], "onehot").describe() == ["a_b <- a + b"]
 
 
 def test_onehot_and_unknown_source() -> None:

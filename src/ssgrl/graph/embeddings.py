@@ -12,10 +12,12 @@ Sources:
 - ``"onehot"``: the (C, C) identity.
 
 Class names are split on anything that is not a letter or digit (space, ``_``, ``-``, ``/``
-...) and on CamelCase, and lower-cased; a token missing from the vocabulary is segmented into
-vocabulary words by dynamic programming (fewest words, then most frequent, then longest; see
-``segment``), so "tvmonitor" becomes "tv monitor". The class vector is the mean of its word
-vectors. A class that cannot be covered raises ValueError naming every such class and word;
+...) and on CamelCase, and lower-cased; a token that is not a common vocabulary word (missing,
+or frequency rank >= ``SEGMENT_MAX_RANK``) is segmented into common words by dynamic programming
+(fewest words, then most frequent, then longest; see ``segment``), so "tvmonitor" becomes
+"tv monitor" with GloVe 6B and with the 840B file that holds "tvmonitor" as a rare junk word,
+while "aeroplane" stays whole. The same rule serves every source. The class vector is the mean
+of its word vectors; ``LabelEmbeddings.describe()`` prints the words chosen per class. A class that cannot be covered raises ValueError naming every such class and word;
 there are no silent zero vectors.
 """
 
@@ -51,16 +53,28 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 @dataclass
 class LabelEmbeddings:
-    """(C, d) float32 ``vectors``; ``words[c]`` are the vocabulary words averaged for class c."""
+    """(C, d) float32 ``vectors``; ``words[c]`` are the vocabulary words averaged for class c.
+
+    ``classes[c]`` is the class name as given (empty when the caller did not record it).
+    """
 
     vectors: np.ndarray
     source: str
     words: list[tuple[str, ...]]
     provenance: dict[str, Any] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    def describe(self) -> list[str]:
+        """One line per class, e.g. ``pottedplant <- potted + plant`` or ``person <- person``."""
+        names = self.classes or [" ".join(ws) for ws in self.words]
+        return [
+            f"{name} <- {' + '.join(ws) if ws else '(no words)'}"
+            for name, ws in zip(names, self.words, strict=True)
+        ]
 
 
 def tokenize_class_name(name: str) -> list[str]:
@@ -72,17 +86,20 @@ def tokenize_class_name(name: str) -> list[str]:
 
 
 def segment(token: str, vocab: Mapping[str, int]) -> tuple[str, ...] | None:
-    """Split ``token`` into vocabulary words; None when no segmentation exists.
+    """The vocabulary words for ``token``; None when it is neither in ``vocab`` nor splittable.
 
     ``vocab`` maps a word to its frequency rank (0 = most frequent; GloVe files are in frequency
-    order). A token in ``vocab`` is its own word. Otherwise it splits into at most
-    ``SEGMENT_MAX_PIECES`` pieces, each of at least ``SEGMENT_MIN_LEN`` characters and a rank below
-    ``SEGMENT_MAX_RANK`` (GloVe 6B also holds junk such as "ign", "bl" or "xq", which would spell
-    out almost any string), and the dynamic programme prefers the fewest pieces, then the
-    most frequent ones (smallest sum of log ranks: "stopsign" -> stop sign, not stops ign), then
-    the longest.
+    order). A common token (rank below ``SEGMENT_MAX_RANK``) is its own word. Any other token is
+    split into common words when possible: at most ``SEGMENT_MAX_PIECES`` pieces, each of at least
+    ``SEGMENT_MIN_LEN`` characters and a rank below ``SEGMENT_MAX_RANK`` (GloVe 6B also holds junk
+    such as "ign", "bl" or "xq", which would spell out almost any string), and the dynamic
+    programme prefers the fewest pieces, then the most frequent ones (smallest sum of log ranks:
+    "stopsign" -> stop sign, not stops ign), then the longest. So a rare joined word such as
+    "pottedplant" in GloVe 840B becomes potted + plant; a rare token that cannot be split is used
+    as itself.
     """
-    if token in vocab:
+    own_rank = vocab.get(token)
+    if own_rank is not None and own_rank < SEGMENT_MAX_RANK:
         return (token,)
     n = len(token)
     # best[i]: cheapest segmentation of token[:i] as (cost, words) with
@@ -107,7 +124,9 @@ def segment(token: str, vocab: Mapping[str, int]) -> tuple[str, ...] | None:
             if current is None or cost < current[0]:
                 best[end] = (cost, (*words, word))
     final = best[n]
-    return None if final is None else final[1]
+    if final is not None:
+        return final[1]
+    return None if own_rank is None else (token,)
 
 
 def _substrings(tokens: Iterable[str]) -> set[str]:
@@ -218,6 +237,7 @@ def _embed_glove50(classes: Sequence[str]) -> LabelEmbeddings:
         vectors=vectors,
         source="glove50",
         words=words,
+        classes=list(classes),
         provenance={
             "package": _GLOVE50_PACKAGE,
             "version": _package_version(_GLOVE50_PACKAGE),
@@ -245,6 +265,7 @@ def _embed_glove_file(classes: Sequence[str], path: str | Path | None) -> LabelE
     kept: dict[str, np.ndarray] = {}
     rank: dict[str, int] = {}
     dim: int | None = None
+    word_index = -1  # frequency rank: 0-based index among the word lines, as for glove50
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
@@ -262,6 +283,7 @@ def _embed_glove_file(classes: Sequence[str], path: str | Path | None) -> LabelE
                     raise ValueError(
                         f"{path}, line {lineno}: expected 'word v1 v2 ...', got {line[:80]!r}"
                     )
+            word_index += 1
             if head not in wanted or head in kept:  # first occurrence wins, as in GloVe tools
                 continue
             values = rest.split()
@@ -276,13 +298,14 @@ def _embed_glove_file(classes: Sequence[str], path: str | Path | None) -> LabelE
                 raise ValueError(
                     f"{path}, line {lineno}: non-numeric value for word {head!r}"
                 ) from None
-            rank[head] = lineno
+            rank[head] = word_index
     words = resolve_words(classes, rank, f"glove-file {path}")
     vectors = _mean_vectors(words, kept.__getitem__)
     return LabelEmbeddings(
         vectors=vectors,
         source="glove-file",
         words=words,
+        classes=list(classes),
         provenance={
             "file": str(path),
             "file_sha256": digest.hexdigest(),
@@ -342,6 +365,7 @@ def _embed_minilm(classes: Sequence[str]) -> LabelEmbeddings:
         vectors=vectors,
         source="minilm",
         words=words,
+        classes=list(classes),
         provenance={
             "package": _MINILM_PACKAGE,
             "version": _package_version(_MINILM_PACKAGE),
@@ -376,6 +400,7 @@ def embed_class_names(
             vectors=vectors,
             source="onehot",
             words=[tuple(tokenize_class_name(c)) for c in classes],
+            classes=list(classes),
             provenance={"sha256": _vectors_sha256(vectors)},
         )
     raise ValueError(f"unknown embedding source {source!r}; expected one of {', '.join(SOURCES)}")
