@@ -64,6 +64,10 @@ def test_json_output_matches_api_and_sklearn(
         100 * average_precision_score(t[keep, 0], s[keep, 0])
     )
     assert set(result) >= {"mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "top3", "num_images"}
+    assert set(result) >= {"top3_mlgcn", "topk", "topk_mlgcn", "top_k_variants"}
+    assert set(result["top_k_variants"]) == {"top3", "top3_mlgcn"}
+    assert result["top_k"] == result["top_k_effective"] == 3
+    assert result["topk_mlgcn"] == result["top3_mlgcn"] != result["top3"]
     assert result["ap_mode"] == "noninterp" and result["num_images"] == 40
 
 
@@ -79,11 +83,29 @@ def test_options_reach_the_metrics(tmp_path: Path, capsys: pytest.CaptureFixture
     s, t = np.load(scores), np.load(targets)
     expected = compute_metrics(s, t, ap_mode="voc07", threshold=0.3, top_k=2)
     assert_close(result, expected)
-    assert "top2" in result and result["threshold"] == 0.3
+    assert "top2" in result and "top2_mlgcn" in result and result["threshold"] == 0.3
     code, out, _ = run_cli(
         capsys, "--scores", scores, "--targets", targets, "--top-k", "0", "--json"
     )
-    assert code == 0 and json.loads(out)["top_k"] is None
+    off = json.loads(out)
+    assert code == 0 and off["top_k"] is None and off["top_k_effective"] is None
+    assert not {"top3", "top3_mlgcn", "topk", "topk_mlgcn", "top_k_variants"} & set(off)
+
+
+def test_top_k_above_class_count_is_clamped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scores, targets = write_inputs(tmp_path, seed=6, c=2)
+    code, out, err = run_cli(capsys, "--scores", scores, "--targets", targets, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["top_k"] == 3 and result["top_k_effective"] == 2
+    assert "top2" in result and "top2_mlgcn" in result and "top3" not in result
+    assert_close(result, compute_metrics(np.load(scores), np.load(targets), top_k=3))
+    code, out, _ = run_cli(capsys, "--scores", scores, "--targets", targets)
+    assert code == 0 and "top-2 ML-GCN" in out and "clamped" in out
+    code, out, err = run_cli(capsys, "--scores", scores, "--targets", targets, "--top-k", "-1")
+    assert code == 2 and out == "" and "--top-k" in err
 
 
 def test_logits_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,7 +134,7 @@ def test_table_output_and_undefined_class(
     np.save(targets, t)
     code, out, err = run_cli(capsys, "--scores", scores, "--targets", targets)
     assert code == 0
-    assert "mAP" in out and "CF1" in out and "top-3" in out
+    assert "mAP" in out and "CF1" in out and "top-3" in out and "top-3 ML-GCN" in out
     assert "class_2" in out and "undefined" in out
     assert "warning" in err and "class_2" in err
     code, out, _ = run_cli(capsys, "--scores", scores, "--targets", targets, "--json")

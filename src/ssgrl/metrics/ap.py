@@ -9,9 +9,13 @@ Three AP definitions (``mode``):
   (= scikit-learn ``average_precision_score``).
 - ``"voc"``: VOC2010+ all-point interpolated AP: the same mean, with the precision at each
   positive replaced by the best precision at that rank or below (the monotone envelope).
-- ``"voc07"``: VOC2007 11-point AP: mean over recall levels t = 0, 0.1, ..., 1 of the best
-  precision at recall >= t. Levels are exact k/10 (the devkit's float ``arange`` puts 0.3, 0.6
-  and 0.7 a hair high, so a recall of exactly 3/10 would miss its level there).
+- ``"voc07"``: VOC2007 11-point AP: mean over recall levels t of the best precision at
+  recall >= t. It follows the Python ports that published VOC2007 figures come from
+  (py-faster-rcnn's ``voc_ap(use_07_metric=True)``) to the bit: float recall ``tp / npos``
+  against the float levels ``np.arange(0.0, 1.1, 0.1)`` (``VOC07_RECALL_LEVELS``). Those put
+  0.3, 0.6 and 0.7 one ulp above k/10, so a recall of exactly 3/10, 6/10 or 7/10 misses its
+  level and the next operating point serves it; exact k/10 levels would give a different
+  (sometimes higher) number than the published ones.
 
 Tied scores form one operating point (as in scikit-learn): every member of a tie group takes
 the precision and recall reached after the whole group, so the result never depends on the
@@ -30,6 +34,10 @@ AP_MODES: tuple[APMode, ...] = get_args(APMode)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int8]
+
+# (11,) the 11-point levels exactly as py-faster-rcnn's voc_ap builds them (0.3, 0.6, 0.7 one
+# ulp above k/10 on purpose: see the module docstring).
+VOC07_RECALL_LEVELS: FloatArray = np.arange(0.0, 1.1, 0.1)
 
 
 def check_scores_targets(
@@ -77,7 +85,8 @@ def average_precision(
 ) -> FloatArray:
     """Per-class AP in [0, 1] as a (C,) float64 array; NaN for a class without positives.
 
-    ``scores`` may be logits or probabilities (only their order matters).
+    ``scores`` may be logits or probabilities (only their order matters). ``"voc07"`` uses
+    py-faster-rcnn's float levels ``np.arange(0.0, 1.1, 0.1)``, not exact k/10 (module docstring).
     """
     if mode not in AP_MODES:
         raise ValueError(f"unknown AP mode {mode!r}; expected one of {', '.join(AP_MODES)}")
@@ -112,12 +121,15 @@ def average_precision(
             total = np.where(pos, envelope, 0.0).sum(axis=0)
             count = npos
         else:
-            # recall >= k/10  <=>  10 * tp >= k * npos (exact integers, no float-step quirks)
+            # Float recall as the port computes it (rec = tp / float(npos)), float levels.
+            rec = np.zeros((n, c))
+            np.divide(tp, npos, out=rec, where=npos > 0)  # (N, C)
             total = np.zeros(c)
             cols = np.arange(c)
-            for k in range(11):
-                first = np.argmax(10 * tp >= k * npos, axis=0)  # (C,) first row reaching it
-                total += envelope[first, cols]
+            for level in VOC07_RECALL_LEVELS:
+                reached = rec >= level  # (N, C); monotone down each column
+                first = np.argmax(reached, axis=0)  # (C,) first row reaching the level
+                total += np.where(reached[first, cols], envelope[first, cols], 0.0)
             count = np.where(npos > 0, 11, 0)
 
     ap = np.full(c, np.nan)

@@ -4,6 +4,8 @@
                   [--threshold 0.5] [--top-k 3] [--logits] [--classes classes.txt] [--json]
 
 S.npy: (N, C) probabilities (or logits with ``--logits``); T.npy: (N, C) of 1 / 0 / -1 (ignore).
+Top-k is reported twice: plain (the k best classes of each image) and ML-GCN's rule (among the
+k best and logit >= 0); a k above the number of classes is clamped to it.
 Exit code 0 on success, 2 on unusable input (the message on stderr names the file).
 """
 
@@ -46,7 +48,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--top-k",
         type=int,
         default=3,
-        help="also score the k best classes of each image; 0 turns it off (default: %(default)s)",
+        help="also score the k best classes of each image, plain and with ML-GCN's logit >= 0 "
+        "rule; clamped to the number of classes; 0 turns it off (default: %(default)s)",
     )
     parser.add_argument(
         "--logits", action="store_true", help="the scores are logits: apply a sigmoid first"
@@ -116,11 +119,8 @@ def _check_inputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, lis
         )
     if not 0.0 <= args.threshold <= 1.0:
         raise InputError(f"--threshold must be in [0, 1], got {args.threshold}")
-    if not 0 <= args.top_k <= scores.shape[1]:
-        raise InputError(
-            f"--top-k must be between 0 (off) and the number of classes ({scores.shape[1]}), "
-            f"got {args.top_k}"
-        )
+    if args.top_k < 0:
+        raise InputError(f"--top-k must be 0 (off) or a positive number, got {args.top_k}")
     names = None if args.classes is None else _load_classes(args.classes, scores.shape[1])
     return scores, targets, names
 

@@ -46,11 +46,15 @@ def threshold_predictions(probs: npt.ArrayLike, threshold: float = 0.5) -> BoolA
     return np.asarray(probs) >= threshold
 
 
-def topk_predictions(scores: npt.ArrayLike, k: int = 3) -> BoolArray:
+def topk_predictions(
+    scores: npt.ArrayLike, k: int = 3, min_score: float | None = None
+) -> BoolArray:
     """(N, C) predictions: the k highest scores of each image (row).
 
     Ties are broken towards the lower class index, so exactly k classes are predicted per image.
     Every class competes, ignored or not; ignored entries are dropped later, in the counts.
+    With ``min_score`` a top-k class is kept only if its score is also >= ``min_score``: 0 on
+    logits (or 0.5 on probabilities) is ML-GCN's top-3 rule, so fewer than k may remain.
     """
     s = np.asarray(scores)
     if s.ndim != 2:
@@ -60,6 +64,8 @@ def topk_predictions(scores: npt.ArrayLike, k: int = 3) -> BoolArray:
     top = np.argsort(-s, axis=1, kind="stable")[:, :k]  # (N, k) class indices
     pred = np.zeros(s.shape, dtype=bool)
     np.put_along_axis(pred, top, True, axis=1)
+    if min_score is not None:
+        pred &= s >= min_score
     return pred
 
 
