@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import math
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import save_split_as_manifest
 
 from ssgrl.data.base import Split
 from ssgrl.data.decode import open_image
 from ssgrl.data.registry import load_split
 from ssgrl.data.synthetic import (
     CLASSES,
+    GENERATOR_VERSION,
     SCENES,
-    _Renderer,
+    Renderer,
     generate,
     load_synthetic,
     render,
-    save_split_as_manifest,
 )
 
 
@@ -120,7 +122,7 @@ def test_boxes_enclose_the_drawn_objects() -> None:
     # oracle: the same image rendered without its objects; pixels may differ only inside boxes
     size = 128
     split = _split(n=40, seed=7, image_size=size)
-    assert isinstance(split.loader, _Renderer)
+    assert isinstance(split.loader, Renderer)
     for i, layout in enumerate(split.loader.layouts):
         full = np.asarray(render(layout, size), dtype=np.int16)
         bare = np.asarray(render(dataclasses.replace(layout, objects=()), size), dtype=np.int16)
@@ -221,3 +223,86 @@ def test_save_split_as_manifest_round_trip(tmp_path: Path) -> None:
         assert labels.split("|") == expected
         saved = np.asarray(open_image(manifest.parent / rel))
         np.testing.assert_array_equal(saved, np.asarray(split.load_image(i)))  # PNG is lossless
+
+
+# Pinned output of the generator: sha256 of image pixels (``tobytes()``), of the int8 targets and
+# of ``repr(boxes)`` of 20-image splits loaded through the registry. A refactor must keep these
+# bytes. Changing what the generator draws (shapes, layouts, colours, RNG use) means bumping
+# GENERATOR_VERSION and updating these hashes together, so that data saved under one version is
+# never mistaken for another. (A Pillow or NumPy upgrade that rasterises or samples differently
+# shows up here too.)
+# (split, image_size, seed, num_classes, image index, image sha256, targets sha256, boxes sha256)
+PINNED = [
+    (
+        "train",
+        96,
+        0,
+        None,
+        0,
+        "3f2d70ed8eba7636f7dd0350deb58534ff10b5b103006db9532ef77054dff66f",
+        "e418790a2997d1c145227296820c858af4aba06cf281dab1eadc0c493e001c8a",
+        "9484b85a52f75d3b3fbd682165ea2695448e8135260d70614a10dfaa90ff76f4",
+    ),
+    (
+        "val",
+        224,
+        3,
+        5,
+        7,
+        "f81599489811cf02a135d1fddbf08b3908f46992df64b773df5b777a24811fa9",
+        "b38e304409594f5be41edee897b5f3b4c7c8a5122d223dce786e80e0056371bd",
+        "8d3ab23c80d9b7dc581189b3e78f531dcc3ab628afad3c4330ce7cb3bc7d9b35",
+    ),
+    (
+        "test",
+        224,
+        0,
+        None,
+        19,
+        "5274b6f195c2ba7fded52257ea3317ffa0182eae6637a3de10c30e13c7e5b9e6",
+        "b006bc0afcfd8088292c1590c56836ccf047ac880e1e592a54d8498ad356d217",
+        "5f3ea58ad135a6cb3bcc254592b17e585ce5fe391a840c9a2e9e7a45bd47b772",
+    ),
+    (
+        "test",
+        96,
+        3,
+        None,
+        4,
+        "afb14efc50059d70fab75b8adb6c514db427ce215b42c6098c84c0a85732322e",
+        "3b3bbff6208673c9576ae53a2c56d1529208736e6b21cd41d2397025ff54874d",
+        "b78b64f2565b99190fda7302796ac9b4ce975d715b9b1e7bd9a436db7bc1b1f4",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("split", "size", "seed", "num_classes", "index", "image", "targets", "boxes"), PINNED
+)
+def test_output_is_pinned_for_this_generator_version(
+    split: str,
+    size: int,
+    seed: int,
+    num_classes: int | None,
+    index: int,
+    image: str,
+    targets: str,
+    boxes: str,
+) -> None:
+    assert GENERATOR_VERSION == 1, "new generator version: update PINNED"
+    data = load_split(
+        "synthetic",
+        split,
+        None,
+        num_train=20,
+        num_val=20,
+        num_test=20,
+        image_size=size,
+        seed=seed,
+        num_classes=num_classes,
+    )
+    assert data.targets.shape == (20, num_classes or len(CLASSES))
+    assert data.targets.dtype == np.int8
+    assert hashlib.sha256(data.targets.tobytes()).hexdigest() == targets
+    assert hashlib.sha256(repr(data.boxes).encode()).hexdigest() == boxes
+    assert hashlib.sha256(data.load_image(index).tobytes()).hexdigest() == image
