@@ -35,6 +35,7 @@ check: test lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/head_speed_memory.py
+	$(BIN)/python benchmarks/feature_cache.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from ssgrl.models.ssgrl import SSGRL, Baseline
+    from ssgrl.checkpoint import Model
 
 
-def load_model(path: Any) -> SSGRL | Baseline:
-    """The model of an ssgrl checkpoint file, in eval mode, with ``class_names`` and
-    ``preprocessing`` attached (see ``ssgrl.engine.checkpoint.load_model``)."""
-    from ssgrl.engine.checkpoint import load_model as _load
+def load_model(path: Any) -> Model:
+    """The model of an ssgrl checkpoint file, in eval mode on the CPU: ``model(x)`` gives
+    logits, ``model.class_names``, ``model.preprocessing`` and ``model.thresholds`` come from
+    the checkpoint (see ``ssgrl.checkpoint``)."""
+    from ssgrl.checkpoint import load_model as _load
 
     return _load(path)
 

@@ -1,12 +1,15 @@
 """``ssgrl demo``: the main job on the built-in synthetic data, end to end on a CPU.
 
-1. generate the data; 2. build the label graph (train split only) and the label embeddings;
+1. generate the data; 2. build the label graph (train split only, by the function ``fit`` uses);
 3. train SSGRL on the offline ImageNet EfficientNet-Lite0 backbone; 4. evaluate on the held-out
 test split; 5. train the plain baseline (same backbone, global average pooling + linear) under
 the same budget; 6-7. write ``report.md`` and ``summary.json``; 8. print where everything is.
 
-The backbone is frozen, so its features are computed once per image and shared by both models
-(exact: BatchNorm in eval mode and a deterministic transform); what trains is the head.
+Each model is trained and tested through the run machinery of ``ssgrl fit`` / ``ssgrl test``
+(``run_cli``): its own run directory, resolved ``config.yaml``, ``metrics.json`` with the
+protocol card, checkpoints and TensorBoard logs. The backbone is frozen, so its features are
+computed once per image by the first run and read from ``OUT/features`` by the others (exact:
+BatchNorm in eval mode, a deterministic transform, the same precision); what trains is the head.
 """
 
 from __future__ import annotations
@@ -14,20 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 
-from ssgrl.data.datamodule import SSGRLDataModule
-from ssgrl.engine.features import FeatureCache
-from ssgrl.engine.module import SSGRLModule, write_json
-from ssgrl.graph import build_label_graph, embed_class_names
+from ssgrl.data.registry import load_split
+from ssgrl.engine.cli import run_cli
+from ssgrl.engine.module import write_json
+from ssgrl.graph import GraphOptions, graph_from_labels
 from ssgrl.inference.predictor import Predictor
 from ssgrl.metrics.localization import attention_box_mass
 from ssgrl.viz.attention import render_explanation
@@ -66,97 +67,95 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _data(args: argparse.Namespace) -> SSGRLDataModule:
-    return SSGRLDataModule(
-        dataset="synthetic",
-        dataset_options={
+def _data_section(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "dataset": "synthetic",
+        "dataset_options": {
             "num_train": args.num_train,
             "num_val": args.num_val,
             "num_test": args.num_test,
             "image_size": args.image_size,
             "seed": args.seed,
         },
-        image_size=args.image_size,
-        backbone="tf_efficientnet_lite0",
-        batch_size=args.batch_size,
-        eval_batch_size=64,
-    )
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "eval_batch_size": 64,
+    }
 
 
-def _model_kwargs(arch: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_config(arch: str, lr: float, args: argparse.Namespace) -> dict[str, Any]:
+    """The demo's recipe as an ``ssgrl fit`` config: frozen ImageNet EfficientNet-Lite0,
+    cached features, Adam with a cosine schedule."""
     return {
-        "arch": arch,
-        "backbone": "tf_efficientnet_lite0",
-        "train_stages": 0,
-        "d1": 256,
-        "d2": 256,
-        "ggnn_steps": args.ggnn_steps,
-        "pretrained": "efficientnet-lite0",
-        "embeddings": "glove50",
-        "optimizer": "adam",
-        "lr": args.lr,
-        "scheduler": "cosine",
+        "seed_everything": args.seed,
+        "trainer": {
+            "max_epochs": args.epochs,
+            "accelerator": "cpu",
+            "devices": 1,
+            "deterministic": True,
+            "log_every_n_steps": 10,
+            "enable_model_summary": False,
+            "enable_progress_bar": args.progress,
+        },
+        "model": {
+            "net": {
+                "arch": arch,
+                "backbone": "tf_efficientnet_lite0",
+                "train_stages": 0,
+                "d1": 256,
+                "d2": 256,
+                "ggnn_steps": args.ggnn_steps,
+            },
+            "pretrained": "efficientnet-lite0",
+            "embeddings": {"source": "glove50"},
+            "optim": {"optimizer": "adam", "lr": lr, "scheduler": "cosine"},
+        },
+        "data": _data_section(args),
         "cache_features": True,
     }
 
 
-def _train(
-    arch: str, args: argparse.Namespace, out: Path, cache: FeatureCache, lr: float, name: str
-) -> tuple[SSGRLModule, dict[str, Any], str, float, dict[str, float]]:
-    """Fit on train (best epoch by val mAP), then test the best checkpoint."""
-    L.seed_everything(args.seed, workers=True, verbose=False)
+@dataclass
+class Trained:
+    """One model of the demo: its fit and test runs, through ``ssgrl fit`` / ``ssgrl test``."""
+
+    name: str
+    lr: float
+    run_dir: Path
+    checkpoint: str
+    best_val: float
+    metrics: dict[str, Any]
+    times: dict[str, float]
+
+
+def _train(arch: str, lr: float, name: str, args: argparse.Namespace, out: Path) -> Trained:
+    """``ssgrl fit`` (best epoch by val mAP), then ``ssgrl test`` of best.ckpt, sharing the
+    backbone features of every earlier run through the feature cache folder."""
     run = out / name
-    dm = _data(args)
-    kwargs = {**_model_kwargs(arch, args), "lr": lr}
-    module = SSGRLModule(**kwargs, feature_cache=cache)
-    checkpoint = ModelCheckpoint(
-        dirpath=run / "checkpoints",
-        filename="best",
-        monitor="val/mAP",
-        mode="max",
-        save_last=True,
-        enable_version_counter=False,
-    )
-    trainer = L.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=TensorBoardLogger(save_dir=str(out), name="", version=name),
-        enable_progress_bar=args.progress,
-        callbacks=[checkpoint],
-        num_sanity_val_steps=0,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-        deterministic=True,
-    )
-    config = {
-        "model": _model_kwargs(arch, args),
-        "data": dict(dm.hparams),
-        "trainer": {"max_epochs": args.epochs},
-    }
-    (run).mkdir(parents=True, exist_ok=True)
-    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    config = out / "configs" / f"{name}.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(yaml.safe_dump(run_config(arch, lr, args), sort_keys=False))
+    cache = ["--feature_cache_dir", str(out / "features")]
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    fit = run_cli(["fit", "--config", str(config), "--run_dir", str(run), *cache])
     t_fit = time.perf_counter() - t0
+    fitted = json.loads((run / "metrics.json").read_text())
+    best = str(fitted["best_checkpoint"])
     t0 = time.perf_counter()
-    trainer.test(module, datamodule=dm, ckpt_path=checkpoint.best_model_path, verbose=False)
+    args_test = ["test", "--config", str(run / "config.yaml"), "--ckpt_path", best]
+    tested = run_cli([*args_test, "--run_dir", str(run / "test"), *cache])
     t_test = time.perf_counter() - t0
-    metrics = module.results["test"]["metrics"]
-    score = checkpoint.best_model_score
-    best_val = float(score) if score is not None else float("nan")
-    write_json(
-        run / "metrics.json",
-        {
-            "stage": "test",
-            "metrics": metrics,
-            "best_checkpoint": checkpoint.best_model_path,
-            "best_val_mAP": best_val,
-            "lr": lr,
-        },
+    metrics = tested.model.results["test"]["metrics"]
+    del fit
+    return Trained(
+        name,
+        lr,
+        run,
+        best,
+        float(fitted["best_val_mAP"]),
+        metrics,
+        {"train_s": t_fit, "test_s": t_test},
     )
-    times = {"train_s": t_fit, "test_s": t_test}
-    return module, metrics, checkpoint.best_model_path, best_val, times
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
@@ -176,29 +175,29 @@ def run(args: argparse.Namespace) -> int:
 
     # 1. data
     t0 = time.perf_counter()
-    dm = _data(args)
-    dm.setup("fit")
-    dm.setup("test")
-    train, test = dm.load("train"), dm.load("test")
+    section = _data_section(args)
+    train = load_split("synthetic", "train", **section["dataset_options"])
+    val = load_split("synthetic", "val", **section["dataset_options"])
+    test = load_split("synthetic", "test", **section["dataset_options"])
     times["generate_data_s"] = time.perf_counter() - t0
     print(
-        f"[1/8] data: {len(train)} train / {len(dm.load('val'))} val / {len(test)} test images, {len(train.classes)} classes"
+        f"[1/8] data: {len(train)} train / {len(val)} val / {len(test)} test images, {len(train.classes)} classes"
     )
 
-    # 2. graph and embeddings (the modules rebuild the same ones from the same data)
+    # 2. the label graph, by the function `ssgrl fit` builds it with (its options: the default)
     t0 = time.perf_counter()
-    graph = build_label_graph(train.targets, train.classes, split="synthetic:train")
+    graph = graph_from_labels(train.targets, train.classes, "synthetic:train", GraphOptions())
     graph.save(out / "graph")
     plot_graph(graph, out / "graph" / "graph.png")
-    embeddings = embed_class_names(train.classes, "glove50")
-    times["graph_embeddings_s"] = time.perf_counter() - t0
-    print(f"[2/8] label graph -> {out / 'graph'}; GloVe-50 embeddings {embeddings.vectors.shape}")
+    times["graph_s"] = time.perf_counter() - t0
+    print(f"[2/8] label graph -> {out / 'graph'}")
 
-    # 3-4. SSGRL, 5. baseline (same frozen backbone, same cached features, same budget)
-    cache = FeatureCache()
+    # 3-4. SSGRL, 5. baseline: each through `ssgrl fit` + `ssgrl test`; the frozen backbone's
+    # features are computed by the first run and read from out/features by the others
     print("[3/8] training SSGRL (frozen ImageNet EfficientNet-Lite0, features computed once)")
-    _, ssgrl_m, ssgrl_ckpt, _, t_ssgrl = _train("ssgrl", args, out, cache, args.lr, "ssgrl")
-    times.update({f"ssgrl_{k}": v for k, v in t_ssgrl.items()})
+    ssgrl = _train("ssgrl", args.lr, "ssgrl", args, out)
+    times.update({f"ssgrl_{k}": v for k, v in ssgrl.times.items()})
+    ssgrl_m, ssgrl_ckpt = ssgrl.metrics, ssgrl.checkpoint
     print(f"[4/8] SSGRL test mAP {ssgrl_m['mAP']:.2f}")
     # The baseline gets the same epochs and data, and, since it costs seconds on cached
     # features, the best of three learning rates by validation mAP: a fair, not a weak, rival.
@@ -206,13 +205,16 @@ def run(args: argparse.Namespace) -> int:
         f"[5/8] training the baseline (global average pooling + linear) at lr {BASELINE_LR_FACTORS} x {args.lr:g}"
     )
     t0 = time.perf_counter()
-    candidates = []
+    candidates: list[Trained] = []
     for factor in BASELINE_LR_FACTORS:
         lr = args.lr * factor
-        _, m, ckpt, val, _ = _train("baseline", args, out, cache, lr, f"baseline_lr{lr:g}")
-        candidates.append((val, lr, m, ckpt))
-        print(f"      lr {lr:g}: val mAP {val:.2f}, test mAP {m['mAP']:.2f}")
-    _, base_lr, base_m, base_ckpt = max(candidates, key=lambda c: c[0])
+        trained = _train("baseline", lr, f"baseline_lr{lr:g}", args, out)
+        candidates.append(trained)
+        print(
+            f"      lr {lr:g}: val mAP {trained.best_val:.2f}, test mAP {trained.metrics['mAP']:.2f}"
+        )
+    chosen = max(candidates, key=lambda c: c.best_val)
+    base_lr, base_m, base_ckpt = chosen.lr, chosen.metrics, chosen.checkpoint
     times["baseline_train_test_s"] = time.perf_counter() - t0
     print(f"      baseline (lr {base_lr:g}, chosen on val) test mAP {base_m['mAP']:.2f}")
 
@@ -253,8 +255,9 @@ def run(args: argparse.Namespace) -> int:
         "baseline_checkpoint": str(Path(base_ckpt).resolve()),
         "baseline_lr": base_lr,
         "baseline_lr_candidates": {
-            f"{lr:g}": {"val_mAP": v, "test_mAP": m["mAP"]} for v, lr, m, _ in candidates
+            f"{c.lr:g}": {"val_mAP": c.best_val, "test_mAP": c.metrics["mAP"]} for c in candidates
         },
+        "runs": {c.name: str(c.run_dir) for c in [ssgrl, *candidates]},
         "attention_in_boxes": {
             "mass": loc.mass,
             "chance": loc.chance,
@@ -263,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "data": {
             "train": len(train),
-            "val": len(dm.load("val")),
+            "val": len(val),
             "test": len(test),
             "image_size": args.image_size,
             "seed": args.seed,

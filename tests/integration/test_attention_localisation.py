@@ -15,8 +15,10 @@ import pytest
 import torch
 
 from ssgrl.data.datamodule import SSGRLDataModule
-from ssgrl.engine.module import SSGRLModule
+from ssgrl.engine.features import FeatureCaching
+from ssgrl.engine.module import OptimConfig, SSGRLModule
 from ssgrl.metrics.localization import attention_box_mass, box_coverage
+from ssgrl.models import SSGRL, ModelConfig
 
 
 def test_box_coverage_hand_computed() -> None:
@@ -47,20 +49,23 @@ def test_attention_concentrates_inside_boxes() -> None:
             "image_size": size,
             "seed": 3,
         },
-        image_size=size,
-        backbone="tf_efficientnet_lite0",
+        image_size=size,  # the backbone's normalisation is handed in by the module in setup
         batch_size=32,
         eval_batch_size=64,
     )
     module = SSGRLModule(
-        backbone="tf_efficientnet_lite0",
-        feature_index=-2,  # stride 16: an 8x8 grid at 128 px
-        train_stages=0,
-        d1=128,
-        d2=128,
-        lr=2e-3,
-        cache_features=True,
+        net=ModelConfig(
+            arch="ssgrl",
+            backbone="tf_efficientnet_lite0",
+            feature_index=-2,  # stride 16: an 8x8 grid at 128 px
+            train_stages=0,
+            d1=128,
+            d2=128,
+        ),
+        pretrained="efficientnet-lite0",
+        optim=OptimConfig(lr=2e-3),
     )
+    caching = FeatureCaching()  # the frozen backbone's features, computed once
     trainer = L.Trainer(
         max_epochs=8,
         accelerator="cpu",
@@ -69,9 +74,12 @@ def test_attention_concentrates_inside_boxes() -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        callbacks=[caching],
     )
     trainer.fit(module, datamodule=dm)
+    assert caching.reports  # the features were cached, not recomputed per step
     test = dm.load("test")
+    assert isinstance(module.net, SSGRL)
     net = module.net.eval()
     images = torch.stack([dm.image_dataset("test")[i]["image"] for i in range(len(test))])
     with torch.no_grad():

@@ -53,7 +53,9 @@ VAL_2012 = {
 TEST_2012 = ["2012_000203", "2012_000201", "2012_000202", "2012_000205", "2012_000204"]
 
 
-def write_config(path: Path, model: dict[str, Any], data: dict[str, Any]) -> Path:
+def write_config(path: Path, model: dict[str, Any], data: dict[str, Any], **top: Any) -> Path:
+    """A run config in the grouped schema: ``model`` holds ``net`` (the architecture),
+    ``embeddings``, ``optim``, ``evaluation``; ``top`` adds top-level keys (``cache_features``)."""
     config = {
         "seed_everything": 0,
         "trainer": {
@@ -63,8 +65,9 @@ def write_config(path: Path, model: dict[str, Any], data: dict[str, Any]) -> Pat
             "log_every_n_steps": 1,
             "enable_model_summary": False,
         },
-        "model": {"arch": "ssgrl", "pretrained": "none", **model},
+        "model": {"pretrained": "none", **model},
         "data": data,
+        **top,
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -76,15 +79,18 @@ def tiny_voc2012_config(tmp: Path) -> Path:
     return write_config(
         tmp / "voc2012.yaml",
         model={
-            "backbone": "tf_efficientnet_lite0",
-            "train_stages": 0,
-            "d1": 32,
-            "d2": 32,
-            "embeddings": "onehot",
-            "lr": 1e-3,
-            "cache_features": True,
+            "net": {
+                "arch": "ssgrl",
+                "backbone": "tf_efficientnet_lite0",
+                "train_stages": 0,
+                "d1": 32,
+                "d2": 32,
+            },
+            "embeddings": {"source": "onehot"},
+            "optim": {"lr": 1e-3},
         },
         data={"dataset": "voc2012", "root": str(root), "image_size": 64, "batch_size": 4},
+        cache_features=True,
     )
 
 
@@ -152,13 +158,13 @@ def test_unlabelled_test_split_writes_submission_not_metrics(voc2012: dict[str, 
         np.testing.assert_allclose([float(r[1]) for r in rows], logits[:, c], atol=5.1e-7)
 
     # oracle for the order: the saved checkpoint run on each image file by id
-    net = ssgrl.load_model(voc2012["best"])
-    transform = eval_transform(net.preprocessing)
+    model = ssgrl.load_model(voc2012["best"])
+    transform = eval_transform(model.preprocessing)
     x = torch.stack(
         [transform(open_image(voc2012["base"] / "JPEGImages" / f"{i}.jpg")) for i in TEST_2012]
     )  # (N, 3, 64, 64)
     with torch.no_grad():
-        expected = net(x).numpy()
+        expected = model(x).numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
     assert np.abs(np.diff(expected, axis=0)).max() > 1e-4  # distinct images, distinct rows
 
@@ -196,15 +202,19 @@ def test_imported_checkpoint_predict_explain_and_test(
     config = write_config(
         tmp_path / "voc2007.yaml",
         model={
-            "backbone": "resnet101",
-            "pool": "avg2x2",
-            "train_stages": 1,
-            "d1": 1024,
-            "d2": 1024,
-            "ggnn_steps": 3,
-            "reset_gate_uses_update_weights": True,
-            "embeddings": "onehot",  # the imported 300-d word vectors come from the checkpoint
-            "ap_mode": "noninterp",
+            "net": {
+                "arch": "ssgrl",
+                "backbone": "resnet101",
+                "pool": "avg2x2",
+                "train_stages": 1,
+                "d1": 1024,
+                "d2": 1024,
+                "ggnn_steps": 3,
+                "reset_gate_uses_update_weights": True,
+            },
+            # the imported 300-d word vectors come from the checkpoint
+            "embeddings": {"source": "onehot"},
+            "evaluation": {"ap_mode": "noninterp"},
         },
         data={
             "dataset": "voc2007",
@@ -237,7 +247,8 @@ def test_imported_checkpoint_predict_explain_and_test(
     with Image.open(png) as picture:
         assert picture.format == "PNG" and picture.width > picture.height
 
-    # test: Lightning restores the imported weights into a model built from the config
+    # test: the module builds network, classes and preprocessing from the checkpoint alone,
+    # and Lightning restores the imported weights into it
     run = tmp_path / "test"
     argv = ["test", "--config", str(config), "--ckpt_path", str(ckpt), "--run_dir", str(run)]
     assert main([*argv, *QUIET]) == 0
@@ -271,7 +282,7 @@ def test_imported_checkpoint_predict_explain_and_test(
 def test_missing_pretrained_file_says_what_to_give(tmp_path: Path) -> None:
     config = tiny_voc2012_config(tmp_path)
     argv = ["fit", "--config", str(config), "--run_dir", str(tmp_path / "run"), *QUIET]
-    argv += ["--model.backbone", "resnet18", "--model.pretrained", "/nonexistent.pth"]
+    argv += ["--model.net.backbone", "resnet18", "--model.pretrained", "/nonexistent.pth"]
     with pytest.raises(FileNotFoundError) as info:
         main(argv)
     message = str(info.value)

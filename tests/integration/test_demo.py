@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from ssgrl.cli import main
 
@@ -31,7 +32,7 @@ def test_demo_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert meta["model_config"]["arch"] == "ssgrl"
     for stage in (
         "generate_data_s",
-        "graph_embeddings_s",
+        "graph_s",
         "ssgrl_train_s",
         "ssgrl_test_s",
         "total_s",
@@ -50,3 +51,45 @@ def test_demo_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (out / "graph" / "graph.json").is_file()
     # a second run never writes into a used folder
     assert main(args) == 2
+
+
+@pytest.mark.slow
+def test_demo_runs_through_the_cli_pipeline(tmp_path: Path) -> None:
+    """Every demo model is an `ssgrl fit` + `ssgrl test` run: resolved config.yaml (data section
+    and learning rate included), metrics.json with the protocol card, best/last checkpoints,
+    TensorBoard; a run's config.yaml trains again with `ssgrl fit`; later runs read the
+    backbone features the first one computed."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--num-train", "32", "--num-val", "16", "--num-test", "16"]
+    args += ["--image-size", "64", "--epochs", "1", "--explain", "1", "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    runs = {name: Path(path) for name, path in summary["runs"].items()}
+    assert set(runs) == {"ssgrl", "baseline_lr0.001", "baseline_lr0.003", "baseline_lr0.01"}
+    for name, run in runs.items():
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["data"]["dataset"] == "synthetic"
+        assert config["data"]["dataset_options"]["num_train"] == 32
+        arch = "ssgrl" if name == "ssgrl" else "baseline"
+        assert config["model"]["net"]["arch"] == arch
+        lr = summary["ssgrl_lr"] if arch == "ssgrl" else float(name.removeprefix("baseline_lr"))
+        assert config["model"]["optim"]["lr"] == pytest.approx(lr)
+        assert (run / "checkpoints" / "best.ckpt").is_file()
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert list(run.glob("events.out.tfevents.*"))
+        tested = json.loads((run / "test" / "metrics.json").read_text())
+        assert tested["protocol"]["split"] == "test"
+        assert tested["protocol"]["checkpoint_selected_on"] == "val mAP on split 'val'"
+        reported = summary["baseline_lr_candidates"].get(f"{lr:g}", summary["ssgrl"])
+        assert tested["metrics"]["mAP"] == pytest.approx(
+            summary["ssgrl"]["mAP"] if name == "ssgrl" else reported["test_mAP"]
+        )
+        fitted = json.loads((run / "metrics.json").read_text())
+        computed = sum(r["computed"] for r in fitted["feature_cache"])
+        assert computed == (48 if name == "ssgrl" else 0)  # 32 train + 16 val, once
+    rerun = tmp_path / "rerun"
+    config = runs["baseline_lr0.003"] / "config.yaml"
+    assert main(["fit", "--config", str(config), "--run_dir", str(rerun)]) == 0
+    again = json.loads((rerun / "metrics.json").read_text())
+    first = json.loads((runs["baseline_lr0.003"] / "metrics.json").read_text())
+    assert again["best_val_mAP"] == pytest.approx(first["best_val_mAP"], abs=1e-6)

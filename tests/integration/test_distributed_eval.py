@@ -48,14 +48,17 @@ trainer:
   enable_progress_bar: false
   log_every_n_steps: 1
 model:
-  arch: ssgrl
-  backbone: tf_efficientnet_lite0
-  train_stages: 0
-  d1: 32
-  d2: 32
+  net:
+    arch: ssgrl
+    backbone: tf_efficientnet_lite0
+    train_stages: 0
+    d1: 32
+    d2: 32
   pretrained: efficientnet-lite0
-  embeddings: onehot
-  lr: 0.01
+  embeddings:
+    source: onehot
+  optim:
+    lr: 0.01
 data:
   dataset: synthetic
   dataset_options: {json.dumps(SYNTHETIC)}

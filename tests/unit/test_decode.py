@@ -218,3 +218,18 @@ def test_truncated_and_empty_files_name_the_path(tmp_path: Path) -> None:
         assert str(path) in str(info.value)
     with pytest.raises(ImageDecodeError, match=r"missing\.png: no such file"):
         open_image(tmp_path / "missing.png")
+
+
+def test_decoding_a_decoded_image_does_not_turn_it_again(tmp_path: Path) -> None:
+    """``Predictor`` runs ``decode_image`` on images it is given, which may come from
+    ``open_image``: an EXIF-rotated photo must not be rotated a second time."""
+    pixels = (np.arange(10 * 20 * 3) % 251).astype(np.uint8).reshape(10, 20, 3)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view
+    path = tmp_path / "rotated.png"
+    image.save(path, exif=exif.tobytes())
+    once = open_image(path)
+    twice = decode_image(once)
+    assert once.size == (10, 20)
+    assert np.array_equal(np.asarray(twice), np.asarray(once))

@@ -18,7 +18,8 @@ from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from ssgrl.engine.checkpoint import checkpoint_dict, write_checkpoint
+from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, write_checkpoint
+from ssgrl.data.transforms import Preprocessing
 from ssgrl.models import (
     GGNN,
     MODEL_CONFIGS,
@@ -44,6 +45,20 @@ SSGRL_NAMES = [n for n in CONFIG_NAMES if MODEL_CONFIGS[n].arch == "ssgrl"]
 # bias terms (P's bias b folded through f_a, and f_a's own bias) cannot change any output:
 # their gradient is zero up to rounding. They exist only to match the reference weights.
 SHIFT_INVARIANT = {"decoupling.P.bias", "decoupling.f_a.bias"}
+CLASS_NAMES = [f"name{i}" for i in range(NUM_CLASSES)]
+
+
+def _preprocessing(backbone: str) -> Preprocessing:
+    """The backbone's pretraining normalisation, with a resize larger than the crop (so a
+    checkpoint that dropped either size would show)."""
+    base = default_preprocessing(backbone)
+    return Preprocessing(
+        image_size=IMAGE_HW[0],
+        resize=IMAGE_HW[0] + 16,
+        mean=tuple(base["mean"]),  # type: ignore[arg-type]
+        std=tuple(base["std"]),  # type: ignore[arg-type]
+        interpolation=str(base["interpolation"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,7 +118,6 @@ def _build(name: str) -> Built:
             net.decoupling.P.bias.normal_(generator=gen)
             net.decoupling.f_a.bias.normal_(generator=gen)
             net.classifier_bias.normal_(generator=gen)
-    net.class_names = [f"name{i}" for i in range(NUM_CLASSES)]
     images = torch.randn(BATCH, 3, *IMAGE_HW, generator=gen)
     attention = None
     with torch.no_grad():
@@ -217,16 +231,19 @@ import ssgrl
 torch.set_num_threads(int(sys.argv[1]))
 out = {}
 for name in sys.argv[3:]:
-    net = ssgrl.load_model(f"{sys.argv[2]}/{name}.ckpt")
+    model = ssgrl.load_model(f"{sys.argv[2]}/{name}.ckpt")
     images = torch.load(f"{sys.argv[2]}/{name}.input.pt", weights_only=True)
     with torch.no_grad():
-        logits = net(images)
+        logits = model(images)
     out[name] = {
         "logits": logits,
-        "class_names": net.class_names,
-        "preprocessing": net.preprocessing,
-        "training": net.training,
-        "type": type(net).__name__,
+        "class_names": model.class_names,
+        "preprocessing": model.preprocessing.to_dict(),
+        "preprocessing_type": type(model.preprocessing).__name__,
+        "training": model.training,
+        "net_training": model.net.training,
+        "type": type(model).__name__,
+        "net_type": type(model.net).__name__,
     }
 torch.save(out, f"{sys.argv[2]}/reloaded.pt")
 """
@@ -241,14 +258,18 @@ def reloaded(
     folder = tmp_path_factory.mktemp("checkpoints")
     for name in CONFIG_NAMES:
         b = built(name)
-        meta: dict[str, Any] = {
-            "model_config": b.config.to_dict(),
-            "class_names": list(b.net.class_names),
-            "preprocessing": default_preprocessing(b.config.backbone),
-        }
+        embeddings = None
         if b.config.arch == "ssgrl":
-            meta["embed_dim"] = EMBED_DIM
-        write_checkpoint(checkpoint_dict(b.net, meta), folder / f"{name}.ckpt")
+            embeddings = EmbeddingInfo(
+                source="random", dim=EMBED_DIM, words=[[c] for c in CLASS_NAMES]
+            )
+        meta = CheckpointMeta(
+            class_names=list(CLASS_NAMES),
+            model=b.config,
+            preprocessing=_preprocessing(b.config.backbone),
+            embeddings=embeddings,
+        )
+        write_checkpoint(b.net, meta, folder / f"{name}.ckpt")
         torch.save(b.images, folder / f"{name}.input.pt")
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.run(
@@ -280,10 +301,17 @@ def test_reload_from_checkpoint_alone_in_fresh_process(
     b = built(name)
     got = reloaded[name]
     assert torch.equal(got["logits"], b.eval_logits)
-    assert got["class_names"] == [f"name{i}" for i in range(NUM_CLASSES)]
-    assert got["preprocessing"] == default_preprocessing(b.config.backbone)
+    assert got["class_names"] == CLASS_NAMES
+    assert got["preprocessing_type"] == "Preprocessing"
+    assert got["preprocessing"] == _preprocessing(b.config.backbone).to_dict()
+    # the backbone's pretraining normalisation travels in the checkpoint
+    base = default_preprocessing(b.config.backbone)
+    for key in ("mean", "std", "interpolation"):
+        assert got["preprocessing"][key] == base[key], key
     assert got["training"] is False
-    assert got["type"] == type(b.net).__name__
+    assert got["net_training"] is False
+    assert got["type"] == "Model"
+    assert got["net_type"] == type(b.net).__name__
 
 
 def test_checkpoint_holds_graph_and_embeddings(built: Callable[[str], Built]) -> None:

@@ -23,8 +23,11 @@ import torchvision
 from torch import nn
 
 import ssgrl
+from ssgrl.checkpoint import CheckpointMeta, Model
 from ssgrl.cli import main
+from ssgrl.data.transforms import Preprocessing
 from ssgrl.engine.official import convert_official, load_weights_only, read_official_checkpoint
+from ssgrl.models import SSGRL
 
 C, N, D, DS = 4, 2048, 1024, 300
 NAMES = ["cat", "dog", "person", "sofa"]
@@ -155,9 +158,10 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         refused = main(_argv(files))
     refusal = {"rc": refused, "err": stderr.getvalue(), "kept": files["out"].read_bytes()}
     assert main([*_argv(files), "--overwrite"]) == 0
-    net = ssgrl.load_model(files["out"])
+    model = ssgrl.load_model(files["out"])
     return {"state": state, "adjacency": adjacency, "vectors": vectors, "x": x, "fmap": fmap,
-            "reference": reference, "net": net, "refusal": refusal, **files}  # fmt: skip
+            "reference": reference, "model": model, "net": model.net, "refusal": refusal,
+            **files}  # fmt: skip
 
 
 def _argv(files: dict[str, Any], classes: str | None = None, out: Path | None = None) -> list[str]:
@@ -170,15 +174,19 @@ def _argv(files: dict[str, Any], classes: str | None = None, out: Path | None = 
 
 
 def test_imported_model_matches_the_authors_forward(official: dict[str, Any]) -> None:
+    model = official["model"]
     net = official["net"]
-    assert not net.training
-    assert all(p.device.type == "cpu" for p in net.parameters())
+    assert isinstance(model, Model) and isinstance(net, SSGRL)
+    assert not model.training and not net.training
+    assert all(p.device.type == "cpu" for p in model.parameters())
     with torch.no_grad():
         fmap = net.backbone(official["x"])
         logits = net.head(fmap)
+        model_logits = model(official["x"])  # the loaded Model's own forward
     torch.testing.assert_close(fmap, official["fmap"], atol=1e-5, rtol=1e-4)
     assert logits.shape == (2, C)
     torch.testing.assert_close(logits, official["reference"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(model_logits, official["reference"], atol=1e-4, rtol=1e-4)
     # the check can fail: the paper's reset gate (U_r) moves the logits far beyond the tolerance
     net.graph.reset_gate_uses_update_weights = False
     try:
@@ -193,7 +201,9 @@ def test_checkpoint_is_self_sufficient_with_provenance(official: dict[str, Any])
     ckpt = torch.load(official["out"], map_location="cpu", weights_only=True)
     meta = ckpt["ssgrl"]
     assert meta["class_names"] == NAMES
-    assert meta["embed_dim"] == DS
+    assert meta["embeddings"]["dim"] == DS
+    assert meta["embeddings"]["source"] == "official"
+    assert "embed_dim" not in meta
     cfg = meta["model_config"]
     assert (cfg["backbone"], cfg["pool"], cfg["d1"], cfg["d2"]) == ("resnet101", "avg2x2", D, D)
     assert cfg["ggnn_steps"] == 3 and cfg["reset_gate_uses_update_weights"] is True
@@ -202,21 +212,29 @@ def test_checkpoint_is_self_sufficient_with_provenance(official: dict[str, Any])
         "std": [0.229, 0.224, 0.225], "interpolation": "bilinear",
     }  # fmt: skip
     digest = hashlib.sha256(official["ckpt"].read_bytes()).hexdigest()
-    assert meta["imported_from"]["sha256"] == digest
-    assert meta["imported_from"]["epoch"] == 17
-    assert meta["imported_from"]["best_mAP"] == pytest.approx(0.875)
+    imported = meta["extra"]["imported_from"]
+    assert imported["sha256"] == digest
+    assert imported["epoch"] == 17
+    assert imported["best_mAP"] == pytest.approx(0.875)
     assert meta["pretrained"] == "official:checkpoint_voc.pth.tar"
     assert meta["selected_on"] == "authors' checkpoint (their code selects on the test split)"
     assert meta["graph"]["file"] == "prob.npy"
     assert meta["graph"]["file_sha256"] == hashlib.sha256(official["adj"].read_bytes()).hexdigest()
     assert (
-        meta["embeddings"]["file_sha256"]
+        meta["embeddings"]["provenance"]["file_sha256"]
         == hashlib.sha256(official["emb"].read_bytes()).hexdigest()
     )
+    # the block is a valid CheckpointMeta, and the loaded Model carries it
+    parsed = CheckpointMeta.from_dict(meta)
+    assert parsed.to_dict() == meta
+    model = official["model"]
+    assert model.meta.to_dict() == meta
     net = official["net"]
     np.testing.assert_array_equal(net.graph.adjacency.numpy(), official["adjacency"])
     np.testing.assert_array_equal(net.label_embeddings.numpy(), official["vectors"])
-    assert net.preprocessing["image_size"] == 576
+    assert isinstance(model.preprocessing, Preprocessing)
+    assert model.preprocessing.image_size == 576
+    assert model.preprocessing.resize == 640
 
 
 def test_paper_reset_gate_and_state_without_step_counters(official: dict[str, Any]) -> None:
@@ -278,7 +296,7 @@ def test_out_is_never_overwritten_without_flag(official: dict[str, Any]) -> None
     assert refusal["rc"] == 2
     assert "exists" in refusal["err"] and "--overwrite" in refusal["err"]
     assert refusal["kept"] == b"precious"
-    assert official["net"].class_names == NAMES  # the second run, with --overwrite
+    assert official["model"].class_names == NAMES  # the second run, with --overwrite
 
 
 def test_class_count_mismatch(

@@ -7,6 +7,7 @@ metrics skip ignored entries. Loaders only describe the split; pixels are decode
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ssgrl.data.decode import open_image
+from ssgrl.provenance import sha256_file
 
 PRESENT, ABSENT, IGNORE = 1, 0, -1
 
@@ -37,6 +39,7 @@ class Split:
     has_labels: bool = True
     boxes: list[list[tuple[int, float, float, float, float]]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    content_key: Callable[[int], str] | None = None
 
     def __post_init__(self) -> None:
         self.targets = np.asarray(self.targets, dtype=np.int8)
@@ -59,6 +62,17 @@ class Split:
     def load_image(self, index: int) -> Image.Image:
         """The RGB image ``index``."""
         return self.loader(index)
+
+    def content_id(self, index: int) -> str:
+        """A hex digest that identifies image ``index``'s pixels: equal ids, equal images. From
+        the loader's ``content_key`` (a file's sha256, a generator's parameters), else the
+        sha256 of the decoded pixels."""
+        if self.content_key is not None:
+            return self.content_key(index)
+        image = self.load_image(index)
+        digest = hashlib.sha256(f"{image.mode}:{image.size}".encode())
+        digest.update(image.tobytes())
+        return digest.hexdigest()
 
     @property
     def num_unlabelled(self) -> int:
@@ -85,4 +99,5 @@ def file_split(
         loader=lambda i: open_image(paths[i]),
         has_labels=has_labels,
         meta=dict(meta or {}),
+        content_key=lambda i: sha256_file(paths[i]),
     )

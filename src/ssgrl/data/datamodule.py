@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2 as T
 
 from ssgrl.data.base import Split
-from ssgrl.data.registry import load_split
+from ssgrl.data.registry import load_split, takes_classes
 from ssgrl.data.transforms import (
     PAPER_SCALES,
     Augment,
+    Preprocessing,
+    PreprocessingRequest,
     eval_transform,
-    preprocessing_dict,
     train_transform,
 )
-from ssgrl.models.backbone import default_preprocessing
 
 Batch = dict[str, torch.Tensor]
 
@@ -40,20 +41,33 @@ class ImageDataset(Dataset[Batch]):
         return {"image": image, "target": target, "index": torch.tensor(index)}
 
 
-class FeatureDataset(Dataset[Batch]):
-    """Precomputed backbone feature maps of a split (exact when the backbone is frozen and the
-    transform deterministic): ``{"features": (N, h, w), "target", "index"}``."""
+class FeatureSource(Protocol):
+    """Precomputed backbone feature maps of a split's images (see ``ssgrl.engine.features``)."""
 
-    def __init__(self, features: torch.Tensor, targets: np.ndarray) -> None:
-        self.features = features
+    def features(self, index: int, mirrored: bool) -> torch.Tensor:
+        """(N, h, w) of image ``index``, or of its horizontal mirror."""
+        ...
+
+
+class FeatureDataset(Dataset[Batch]):
+    """A split served as backbone feature maps: ``{"features": (N, h, w), "target", "index"}``.
+
+    Exact where the backbone is frozen and the transform deterministic; with ``flip`` each item
+    is, with probability 1/2, the features of the image's mirror (computed on the mirror, not
+    flipped features), so horizontal flipping stays exact."""
+
+    def __init__(self, source: FeatureSource, targets: np.ndarray, flip: bool = False) -> None:
+        self.source = source
         self.targets = torch.from_numpy(targets.astype(np.float32))
+        self.flip = flip
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, index: int) -> Batch:
+        mirrored = self.flip and bool(torch.rand(()) < 0.5)
         return {
-            "features": self.features[index],
+            "features": self.source.features(index, mirrored),
             "target": self.targets[index],
             "index": torch.tensor(index),
         }
@@ -61,6 +75,11 @@ class FeatureDataset(Dataset[Batch]):
 
 class SSGRLDataModule(L.LightningDataModule):
     """Loads ``dataset``'s splits by name (see ``ssgrl.data.registry``).
+
+    The class list comes from the training split, or from a checkpoint (``use_classes``) when
+    only an evaluation split is needed; the preprocessing is resolved from the model (the
+    backbone's normalisation where ``mean``/``std``/``interpolation`` are None) and handed in with
+    ``use_preprocessing`` before any loader is built.
 
     Args:
         dataset: synthetic, manifest, voc2007, voc2012, coco2014, vg500 or nuswide.
@@ -72,7 +91,6 @@ class SSGRLDataModule(L.LightningDataModule):
             the centre crop (the paper: 640 -> 576); None = image_size (no crop).
         train_augment: none | flip | paper | modern (see ``ssgrl.data.transforms``).
         mean / std / interpolation: None = the backbone's pretraining values (timm config).
-        backbone: the timm backbone name, linked from the model by the CLI.
     """
 
     def __init__(
@@ -90,31 +108,51 @@ class SSGRLDataModule(L.LightningDataModule):
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
         interpolation: str | None = None,
-        backbone: str | None = None,
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters()
         self.dataset = dataset
         self.root = root
         self.split_names = {"train": train_split, "val": val_split, "test": test_split}
         self.dataset_options = dict(dataset_options or {})
         self.train_augment: Augment = train_augment
         self.paper_scales = tuple(paper_scales)
-        base = default_preprocessing(backbone) if backbone else default_preprocessing("")
-        self.preprocessing = preprocessing_dict(
-            image_size,
-            resize,
-            mean if mean is not None else base["mean"],  # type: ignore[arg-type]
-            std if std is not None else base["std"],  # type: ignore[arg-type]
-            interpolation or str(base["interpolation"]),
+        self.preprocessing_request = PreprocessingRequest(
+            image_size=image_size,
+            resize=resize,
+            mean=None if mean is None else tuple(mean),  # type: ignore[arg-type]
+            std=None if std is None else tuple(std),  # type: ignore[arg-type]
+            interpolation=interpolation,
         )
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.splits: dict[str, Split] = {}
-        self.features: dict[str, torch.Tensor] = {}
+        self.feature_sources: dict[str, FeatureSource] = {}
+        self._preprocessing: Preprocessing | None = None
+        self._classes: tuple[str, ...] | None = None
+
+    # -- what the model hands down -----------------------------------------------------------
+    def use_preprocessing(self, preprocessing: Preprocessing) -> None:
+        self._preprocessing = preprocessing
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        if self._preprocessing is None:
+            raise RuntimeError(
+                "the DataModule's preprocessing is resolved from the model: call "
+                "use_preprocessing() (the LightningModule does so in setup)"
+            )
+        return self._preprocessing
+
+    def use_classes(self, classes: Sequence[str]) -> None:
+        """Fix the class list (a checkpoint's) instead of reading it from the training split."""
+        self._classes = tuple(classes)
+        for role, split in self.splits.items():
+            self._check_classes(role, split)
 
     # -- splits ------------------------------------------------------------------------------
     def load(self, role: str) -> Split:
@@ -123,29 +161,32 @@ class SSGRLDataModule(L.LightningDataModule):
             name = self.split_names[role]
             if name is None:
                 raise ValueError(f"no {role} split configured (data.{role}_split is null)")
-            split = load_split(self.dataset, name, self.root, **self.dataset_options)
-            if role != "train" and split.classes != self.classes:
-                raise ValueError(
-                    f"{self.dataset} split {name!r} has classes {list(split.classes)}, but the "
-                    f"training split has {list(self.classes)}"
-                )
+            options = dict(self.dataset_options)
+            if self._classes is not None and takes_classes(self.dataset):
+                options.setdefault("classes", list(self._classes))
+            split = load_split(self.dataset, name, self.root, **options)
+            self._check_classes(role, split)
             self.splits[role] = split
         return self.splits[role]
 
+    def _check_classes(self, role: str, split: Split) -> None:
+        expected = self._classes
+        if expected is None and role != "train":
+            expected = self.load("train").classes
+        if expected is not None and tuple(split.classes) != tuple(expected):
+            source = "the checkpoint" if self._classes is not None else "the training split"
+            raise ValueError(
+                f"{self.dataset} split {split.name!r} has classes {list(split.classes)}, but "
+                f"{source} has {list(expected)}"
+            )
+
     @property
     def classes(self) -> tuple[str, ...]:
-        return self.load("train").classes
+        return self._classes if self._classes is not None else self.load("train").classes
 
     @property
     def train_split(self) -> Split:
         return self.load("train")
-
-    def setup(self, stage: str) -> None:
-        self.load("train")  # class list and label graph
-        roles = {"fit": ["val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}
-        for role in roles.get(stage, []):
-            if self.split_names[role] is not None:
-                self.load(role)
 
     def describe(self, role: str) -> dict[str, Any]:
         """The split's protocol facts: dataset, split, image count, images without labels."""
@@ -160,29 +201,37 @@ class SSGRLDataModule(L.LightningDataModule):
         }
 
     # -- cached features -----------------------------------------------------------------------
-    def set_features(self, role: str, features: torch.Tensor) -> None:
-        """Serve precomputed backbone features for ``role`` instead of images."""
-        if self.train_augment != "none" and role == "train":
+    def serve_features(self, role: str, source: FeatureSource) -> None:
+        """Serve ``role`` as precomputed backbone features from ``source`` (filled before the
+        first batch is drawn) instead of images."""
+        if role == "train" and self.train_augment not in ("none", "flip"):
             raise ValueError(
-                "cached features need a deterministic training transform "
-                f"(data.train_augment: none), got {self.train_augment!r}"
+                "cached features need a deterministic training transform: data.train_augment "
+                f"none or flip (each image and its mirror are cached), got {self.train_augment!r}"
             )
-        self.features[role] = features
+        self.feature_sources[role] = source
 
-    def image_dataset(self, role: str, train: bool = False) -> ImageDataset:
+    def image_dataset(self, role: str, train: bool = False, mirrored: bool = False) -> ImageDataset:
+        """``role`` as images: the training transform when ``train``, else the evaluation one
+        (of the horizontal mirror when ``mirrored``)."""
         pre = self.preprocessing
-        transform = (
-            train_transform(pre, self.train_augment, self.paper_scales)
-            if train
-            else eval_transform(pre)
-        )
+        transform: Callable[[Any], torch.Tensor]
+        if train:
+            transform = train_transform(pre, self.train_augment, self.paper_scales)
+        elif mirrored:
+            transform = T.Compose([T.RandomHorizontalFlip(p=1.0), eval_transform(pre)])
+        else:
+            transform = eval_transform(pre)
         return ImageDataset(self.load(role), transform)
 
     # -- loaders -------------------------------------------------------------------------------
     def _loader(self, role: str, train: bool) -> DataLoader[Batch]:
         dataset: Dataset[Batch]
-        if role in self.features:
-            dataset = FeatureDataset(self.features[role], self.load(role).targets)
+        workers = self.num_workers
+        if role in self.feature_sources:
+            flip = train and self.train_augment == "flip"
+            dataset = FeatureDataset(self.feature_sources[role], self.load(role).targets, flip)
+            workers = 0  # the features are in memory: workers would only copy them
         else:
             dataset = self.image_dataset(role, train)
         return DataLoader(
@@ -190,8 +239,8 @@ class SSGRLDataModule(L.LightningDataModule):
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=train,
             drop_last=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader[Batch]:

@@ -111,7 +111,16 @@ def decode_image(img: Image.Image) -> Image.Image:
     orientation = _orientation(img)
     rgb = _to_rgb(img)
     method = _TRANSPOSE.get(orientation)
-    return rgb if method is None else rgb.transpose(method)
+    if method is None:
+        return rgb
+    upright = rgb.transpose(method)
+    # the result is upright: drop the tag, so decoding it again does not turn it twice
+    exif = upright.getexif()
+    exif.pop(_ORIENTATION_TAG, None)
+    upright.info["exif"] = exif.tobytes()
+    for key in ("XML:com.adobe.xmp", "xmp", "Raw profile type exif"):
+        upright.info.pop(key, None)
+    return upright
 
 
 def open_image(path: str | Path) -> Image.Image:

@@ -13,6 +13,9 @@ SplitLoader = Callable[..., Split]
 """``loader(root: Path | None, split: str, **options) -> Split``."""
 
 _LOADERS: dict[str, SplitLoader] = {}
+# datasets whose class list depends on their files (a manifest's), so that a checkpoint's list
+# is passed in as the ``classes`` option when only an evaluation split is read
+_TAKES_CLASSES = {"manifest"}
 
 # module that registers each dataset name, imported on first use
 _MODULES = {
@@ -32,6 +35,11 @@ def register_dataset(name: str) -> Callable[[SplitLoader], SplitLoader]:
         return fn
 
     return wrap
+
+
+def takes_classes(dataset: str) -> bool:
+    """Whether ``dataset``'s loader takes a ``classes`` option fixing the class order."""
+    return dataset in _TAKES_CLASSES
 
 
 def dataset_names() -> list[str]:

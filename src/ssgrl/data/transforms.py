@@ -4,7 +4,8 @@ dataset and for ``ssgrl predict``; training adds one of a few named augmentation
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
@@ -21,41 +22,85 @@ _INTERPOLATION = {
 }
 
 
-def preprocessing_dict(
-    image_size: int,
-    resize: int | None,
-    mean: Sequence[float],
-    std: Sequence[float],
-    interpolation: str,
-) -> dict[str, Any]:
-    """The evaluation preprocessing as plain data, saved in every checkpoint."""
-    return {
-        "image_size": int(image_size),
-        "resize": int(resize if resize is not None else image_size),
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "interpolation": interpolation,
-    }
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the network's input at evaluation: resize to ``resize`` x ``resize``,
+    centre-crop ``image_size``, scale to [0, 1], normalise. Saved in every checkpoint."""
+
+    image_size: int
+    resize: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"
+
+    def __post_init__(self) -> None:
+        if self.image_size < 1 or self.resize < self.image_size:
+            raise ValueError(
+                f"preprocessing: expected 0 < image_size <= resize, got image_size "
+                f"{self.image_size}, resize {self.resize}"
+            )
+        if self.interpolation not in _INTERPOLATION:
+            raise ValueError(
+                f"preprocessing: interpolation {self.interpolation!r}; expected one of "
+                f"{', '.join(_INTERPOLATION)}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(
+                f"preprocessing: mean and std need 3 values (std > 0), got {self.mean}, {self.std}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessing:
+        missing = {"image_size", "mean", "std"} - set(data)
+        if missing:
+            raise ValueError(f"preprocessing: missing {sorted(missing)} in {dict(data)}")
+        return cls(
+            image_size=int(data["image_size"]),
+            resize=int(data.get("resize") or data["image_size"]),
+            mean=tuple(float(v) for v in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in data["std"]),  # type: ignore[arg-type]
+            interpolation=str(data.get("interpolation", "bilinear")),
+        )
+
+    def describe(self) -> str:
+        if self.resize != self.image_size:
+            return f"resize {self.resize}x{self.resize}, centre crop {self.image_size}"
+        return f"resize {self.image_size}x{self.image_size}"
+
+
+@dataclass(frozen=True)
+class PreprocessingRequest:
+    """The data section's preprocessing settings; ``None`` = the backbone's pretraining value
+    (resolved by ``ssgrl.engine.build.resolve_preprocessing``)."""
+
+    image_size: int = 224
+    resize: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: str | None = None
 
 
 def _to_tensor(mean: Sequence[float], std: Sequence[float]) -> list[Any]:
     return [T.ToImage(), T.ToDtype(torch.float32, scale=True), T.Normalize(list(mean), list(std))]
 
 
-def eval_geometry(pre: dict[str, Any]) -> Callable[[Image.Image], Image.Image]:
+def eval_geometry(pre: Preprocessing) -> Callable[[Image.Image], Image.Image]:
     """Resize the image to ``resize`` x ``resize`` and centre-crop ``image_size``: the picture
     the network sees (``ssgrl explain`` draws on exactly this)."""
-    interp = _INTERPOLATION[pre["interpolation"]]
-    size, resize = int(pre["image_size"]), int(pre["resize"])
+    interp = _INTERPOLATION[pre.interpolation]
+    size, resize = pre.image_size, pre.resize
     steps: list[Any] = [T.Resize((resize, resize), interpolation=interp, antialias=True)]
     if resize != size:
         steps.append(T.CenterCrop(size))
     return T.Compose(steps)
 
 
-def eval_transform(pre: dict[str, Any]) -> Callable[[Image.Image], torch.Tensor]:
+def eval_transform(pre: Preprocessing) -> Callable[[Image.Image], torch.Tensor]:
     """``eval_geometry`` then normalise."""
-    return T.Compose([eval_geometry(pre), *_to_tensor(pre["mean"], pre["std"])])
+    return T.Compose([eval_geometry(pre), *_to_tensor(pre.mean, pre.std)])
 
 
 class RandomSquareCrop:
@@ -72,15 +117,15 @@ class RandomSquareCrop:
 
 
 def train_transform(
-    pre: dict[str, Any], augment: Augment, scales: Sequence[int] = PAPER_SCALES
+    pre: Preprocessing, augment: Augment, scales: Sequence[int] = PAPER_SCALES
 ) -> Callable[[Image.Image], torch.Tensor]:
     """``none``: as evaluation (deterministic, so backbone features may be cached);
     ``flip``: plus horizontal flip; ``paper``: resize to ``resize``, random square crop with a
     side from ``scales``, resize to ``image_size`` (no flip, as the authors' code);
     ``modern``: random resized crop, flip and RandAugment."""
-    interp = _INTERPOLATION[pre["interpolation"]]
-    size, resize = int(pre["image_size"]), int(pre["resize"])
-    tail = _to_tensor(pre["mean"], pre["std"])
+    interp = _INTERPOLATION[pre.interpolation]
+    size, resize = pre.image_size, pre.resize
+    tail = _to_tensor(pre.mean, pre.std)
     if augment == "none":
         return eval_transform(pre)
     if augment == "flip":

@@ -7,7 +7,10 @@ Each run writes into its own directory (``--run_dir``, default ``runs/<time>-<co
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,10 @@ import numpy as np
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
+from ssgrl.checkpoint import plain_data
 from ssgrl.data.datamodule import SSGRLDataModule
+from ssgrl.engine.features import FeatureCaching
 from ssgrl.engine.module import SSGRLModule, write_json
 
 
@@ -43,7 +47,20 @@ class SSGRLCLI(LightningCLI):
         parser.add_argument(
             "--runs_root", type=str, default="runs", help="where new run directories go"
         )
-        parser.link_arguments("model.backbone", "data.backbone")
+        parser.add_argument(
+            "--cache_features",
+            type=bool,
+            default=False,
+            help="compute a frozen backbone's features once (exact; model.net.train_stages 0, "
+            "data.train_augment none or flip)",
+        )
+        parser.add_argument(
+            "--feature_cache_dir",
+            type=str | None,
+            default=None,
+            help="keep cached features in this folder between runs (keyed by backbone weights, "
+            "preprocessing, precision and each image's content)",
+        )
         parser.set_defaults({"trainer.num_sanity_val_steps": 0, "trainer.max_epochs": 10})
 
     def before_instantiate_classes(self) -> None:
@@ -57,16 +74,25 @@ class SSGRLCLI(LightningCLI):
             )
         cfg.run_dir = str(run_dir)
         self.run_dir = run_dir
+        self.run_config: dict[str, Any] = plain_data(cfg.as_dict())
+        self.run_config.pop("config", None)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         trainer_cfg = self._get(self.config_init, "trainer", default={})
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        self.model.run_config = self.run_config
         if trainer_cfg.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
                 save_dir=str(self.run_dir.parent), name="", version=self.run_dir.name
             )
         callbacks = list(trainer_cfg.get("callbacks") or [])
+        if cfg.cache_features and not any(isinstance(c, FeatureCaching) for c in callbacks):
+            progress = trainer_cfg.get("enable_progress_bar") is not False
+            callbacks.append(FeatureCaching(cfg.feature_cache_dir, progress=progress))
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             has_val = self.datamodule.split_names["val"] is not None
+            # with a validation split: best.ckpt (by val mAP) and last.ckpt; without: last.ckpt,
+            # the final epoch, which is what gets evaluated (never selected on test)
             callbacks.append(
                 ModelCheckpoint(
                     dirpath=str(self.run_dir / "checkpoints"),
@@ -74,7 +100,7 @@ class SSGRLCLI(LightningCLI):
                     monitor="val/mAP" if has_val else None,
                     mode="max",
                     save_last=True,
-                    save_top_k=1,
+                    save_top_k=1 if has_val else 0,
                     enable_version_counter=False,
                 )
             )
@@ -82,7 +108,10 @@ class SSGRLCLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         kwargs.setdefault("default_root_dir", str(self.run_dir))
         trainer = super().instantiate_trainer(**kwargs)
-        if isinstance(trainer.strategy.launcher, _MultiProcessingLauncher):
+        # spawn/fork/notebook strategies launch with Lightning's multiprocessing launcher (no
+        # public name to test against, hence the class name)
+        launcher = trainer.strategy.launcher
+        if launcher is not None and type(launcher).__name__ == "_MultiProcessingLauncher":
             # the loops would run in spawned/forked workers, and their results (metrics.json,
             # logits) would never reach this process
             raise SystemExit(
@@ -95,27 +124,60 @@ class SSGRLCLI(LightningCLI):
     # -- after each command: metrics.json ------------------------------------------------------
     def _protocol(self, role: str, selected_on: str | None) -> dict[str, Any]:
         dm: SSGRLDataModule = self.datamodule
-        hp = self.model.hparams
-        pre = dm.preprocessing
-        return {
+        module: SSGRLModule = self.model
+        meta = module.meta
+        assert meta is not None
+        pre = meta.preprocessing
+        ev = module.evaluation
+        metrics = (module.results.get("test" if role == "test" else "val") or {}).get("metrics")
+        caching = next(
+            (c for c in self.trainer.callbacks if isinstance(c, FeatureCaching)),  # type: ignore[attr-defined]
+            None,
+        )
+        card: dict[str, Any] = {
             **dm.describe(role),
             "dataset_options": dm.dataset_options,
             "difficult_policy": dm.dataset_options.get(
                 "difficult", "ignore" if dm.dataset.startswith("voc") else None
             ),
-            "ap_mode": hp.ap_mode,
-            "threshold": hp.threshold,
-            "top_k": hp.top_k,
-            "input_size": pre["image_size"],
-            "crop_policy": (
-                f"resize {pre['resize']}x{pre['resize']}, centre crop {pre['image_size']}"
-                if pre["resize"] != pre["image_size"]
-                else f"resize {pre['image_size']}x{pre['image_size']}"
-            ),
-            "backbone": hp.backbone,
-            "pretrained": self.model.meta.get("pretrained", hp.pretrained),
+            "ap_mode": ev.ap_mode,
+            "threshold": ev.threshold,
+            "top_k": ev.top_k,
+            "top_k_effective": None if metrics is None else metrics.get("top_k_effective"),
+            "top_k_variants": None if metrics is None else metrics.get("top_k_variants"),
+            "input_size": pre.image_size,
+            "crop_policy": pre.describe(),
+            "backbone": meta.model.backbone,
+            "trained_stages": meta.model.train_stages,
+            "pretrained": meta.pretrained,
+            "graph_split": (meta.graph or {}).get("split"),
+            "precision": str(self.trainer.precision),
+            "features": "backbone run per batch"
+            if caching is None
+            else f"cached: computed once under precision {self.trainer.precision}, exactly as a "
+            "step computes them",
             "checkpoint_selected_on": selected_on,
         }
+        if metrics is not None and metrics.get("top_k_effective") != ev.top_k:
+            card["top_k_note"] = (
+                f"top_k {ev.top_k} clamped to the number of classes ({metrics['top_k_effective']})"
+            )
+        return card
+
+    def _selected_on(self, ckpt: str | None) -> str | None:
+        """How the evaluated checkpoint was chosen (never on test)."""
+        if ckpt is None:
+            return None
+        meta = self.model.meta
+        if meta is not None and meta.selected_on:
+            return str(meta.selected_on)
+        val_split = None if meta is None else meta.data.get("val_split")
+        name = Path(str(ckpt)).name
+        if Path(str(ckpt)).stem.startswith("best") and val_split is not None:
+            return f"val mAP on split {val_split!r}"
+        if val_split is None:
+            return f"not selected: {name}, the final epoch (training had no validation split)"
+        return f"not selected: {name} as given"
 
     def _write_metrics(self, stage: str, extra: dict[str, Any]) -> None:
         result = self.model.results.get(stage)
@@ -123,19 +185,10 @@ class SSGRLCLI(LightningCLI):
             return
         role = "val" if stage == "val" else "test"
         ckpt = self.config[self.subcommand].get("ckpt_path")
-        selected_on = None
-        if ckpt is not None:
-            # best.ckpt is chosen by val mAP (ModelCheckpoint); any other file is not selected
-            if self.model.meta.get("selected_on"):
-                selected_on = str(self.model.meta["selected_on"])
-            elif Path(str(ckpt)).stem.startswith("best"):
-                selected_on = f"val mAP on split {self.model.meta.get('val_split')!r}"
-            else:
-                selected_on = f"not selected: {Path(str(ckpt)).name} as given"
         out = {
             "stage": stage,
             "metrics": result["metrics"],
-            "protocol": self._protocol(role, selected_on),
+            "protocol": self._protocol(role, self._selected_on(ckpt)),
             **extra,
         }
         split = self.datamodule.load(role)
@@ -174,6 +227,9 @@ class SSGRLCLI(LightningCLI):
                 None if cb.best_model_score is None else float(cb.best_model_score)
             )
             extra["last_checkpoint"] = cb.last_model_path or None
+        caching = [c for c in self.trainer.callbacks if isinstance(c, FeatureCaching)]  # type: ignore[attr-defined]
+        if caching:
+            extra["feature_cache"] = [dataclasses.asdict(r) for r in caching[0].reports]
         if "val" in self.model.results:
             extra["metrics_of"] = (
                 f"the last validation epoch ({self.trainer.current_epoch - 1}); best.ckpt is the "
@@ -183,6 +239,16 @@ class SSGRLCLI(LightningCLI):
         elif self.trainer.global_rank == 0:
             write_json(self.run_dir / "metrics.json", extra)
 
+    def _evaluate_checkpoint(self) -> None:
+        ckpt = self.config[self.subcommand].get("ckpt_path")
+        self.model.checkpoint_to_evaluate = None if ckpt is None else str(ckpt)
+
+    def before_validate(self) -> None:
+        self._evaluate_checkpoint()
+
+    def before_test(self) -> None:
+        self._evaluate_checkpoint()
+
     def after_validate(self) -> None:
         self._write_metrics("val", {"run_dir": str(self.run_dir)})
 
@@ -190,17 +256,70 @@ class SSGRLCLI(LightningCLI):
         self._write_metrics("test", {"run_dir": str(self.run_dir)})
 
 
-def lightning_main(argv: list[str]) -> int:
-    import sys
-    import warnings
+class _ParseOnly(SSGRLCLI):
+    """The ``ssgrl fit`` parser, nothing instantiated, no run directory, no seed set."""
 
-    warnings.filterwarnings("ignore", message=".*modules? in eval mode.*")  # frozen BatchNorm
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        super().add_arguments_to_parser(parser)
+        # what `fit`/`validate`/`test` add and save in a run's config.yaml
+        parser.add_argument("--ckpt_path", type=str | None, default=None)
+        parser.add_argument("--weights_only", type=bool | None, default=None)
+
+    def _set_seed(self) -> None:
+        pass
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def parse_config(path: str | Path, *overrides: str) -> Any:
+    """A run config read by the very parser of ``ssgrl fit`` (a jsonargparse Namespace with
+    ``model``, ``data``, ``trainer`` ...); ValueError with the parser's message if it is bad."""
+    from jsonargparse import ArgumentError
+
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+    try:
+        cli = _ParseOnly(
+            SSGRLModule,
+            SSGRLDataModule,
+            run=False,
+            args=["--config", str(path), *overrides],
+            auto_configure_optimizers=False,
+            parser_kwargs={"exit_on_error": False},
+        )
+    except ArgumentError as err:
+        raise ValueError(_parser_message(str(err))) from None
+    return cli.config
+
+
+def _parser_message(text: str) -> str:
+    """jsonargparse's report cut to what a user acts on: the key, then what was wrong."""
+    lines = [line.strip().lstrip("- ") for line in text.strip().splitlines()]
+    telling = ("not accepted", "does not accept", "unrecognized", "invalid", "unknown")
+    details = [line for line in lines[1:] if any(t in line.lower() for t in telling)]
+    return " ".join([lines[0], *details]) if lines else text
+
+
+def run_cli(argv: list[str]) -> SSGRLCLI:
+    """Run ``ssgrl fit|validate|test ARGS`` in this process; the CLI object holds the run's
+    directory, module (``results``, ``meta``) and trainer. The demo runs through this too."""
+    warnings.filterwarnings(
+        "ignore", message=r".*module(\(s\)|s)? in eval mode.*"
+    )  # frozen BatchNorm
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    SSGRLCLI(
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+    return SSGRLCLI(
         SSGRLModule,
         SSGRLDataModule,
         args=None if argv == sys.argv[1:] else argv,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
+
+
+def lightning_main(argv: list[str]) -> int:
+    run_cli(argv)
     return 0

@@ -1,11 +1,14 @@
-"""The LightningModule: builds the network from the data (classes, label graph, embeddings),
-trains it with masked BCE, and evaluates with ``ssgrl.metrics``. Loops, devices, precision,
-checkpointing and logging come from the Trainer."""
+"""The LightningModule: handed a network config, it builds the network with
+``ssgrl.engine.build`` (from the training split, or from a checkpoint when it only evaluates),
+then keeps loss, steps, evaluation and optimisers. Loops, devices, precision, checkpointing and
+logging come from the Trainer; feature caching is a Callback (``ssgrl.engine.features``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,17 +17,44 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssgrl.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    Network,
+    attach_meta,
+    network_skeleton,
+    read_checkpoint,
+)
 from ssgrl.data.datamodule import Batch, SSGRLDataModule
-from ssgrl.engine.checkpoint import FORMAT_VERSION, STATE_PREFIX, package_version, read_checkpoint
-from ssgrl.engine.features import FeatureCache, weights_fingerprint
-from ssgrl.engine.pretrained import load_backbone_weights, pretrained_help
-from ssgrl.graph import build_label_graph, embed_class_names
+from ssgrl.engine.build import build_network, resolve_model_config, resolve_preprocessing
+from ssgrl.graph import EmbeddingOptions, GraphOptions
 from ssgrl.metrics import compute_metrics
-from ssgrl.models.factory import ModelConfig, build_model
-from ssgrl.models.ssgrl import SSGRL, Baseline
+from ssgrl.models.factory import ModelConfig
 
 Optimizer = Literal["adam", "adamw", "sgd"]
 Scheduler = Literal["none", "plateau", "onecycle", "cosine"]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """The optimisation recipe: the config's ``model.optim`` section."""
+
+    optimizer: Optimizer = "adam"
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    scheduler: Scheduler = "none"  # plateau watches val/mAP; onecycle/cosine step per batch
+    plateau_patience: int = 2
+    plateau_factor: float = 0.1
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How evaluation scores: the config's ``model.evaluation`` section. ``top_k`` is clamped to
+    the number of classes (the protocol card says so)."""
+
+    ap_mode: Literal["noninterp", "voc", "voc07"] = "noninterp"
+    threshold: float = 0.5
+    top_k: int = 3
 
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -34,77 +64,53 @@ def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (loss * mask).sum() / mask.sum().clamp(min=1)
 
 
+def _as(cls: type[Any], value: Any) -> Any:
+    """A config section as its dataclass (LightningCLI gives instances, a checkpoint dicts)."""
+    return value if isinstance(value, cls) else cls(**dict(value or {}))
+
+
 class SSGRLModule(L.LightningModule):
     """SSGRL (or the plain baseline) for multi-label recognition.
 
     Args:
-        arch: ssgrl | baseline.
-        backbone: a timm model name; feature_index: which feature stage (-1 = last);
-            pool: none | avg2x2 (the paper's pooling after ResNet layer4).
-        train_stages: freezing policy, the number of last backbone stages that train
-            (-1 all, 0 frozen; the paper: 1 = layer4). Frozen BatchNorm stays in eval mode.
-        d1, d2: the semantic-decoupling widths; ggnn_steps: T.
-        reset_gate_uses_update_weights: the authors' GGNN quirk (imported weights only).
-        learn_embeddings: train the label embeddings.
-        pretrained: none | timm | efficientnet-lite0 | PATH of backbone ImageNet weights.
-        embeddings: glove50 | glove-file | minilm | onehot (label embedding source);
-            embeddings_path: the GloVe text file for glove-file.
-        graph_diagonal / graph_threshold / graph_reweight: label-graph options.
-        optimizer, lr, weight_decay, scheduler (none | plateau | onecycle | cosine),
-            plateau_patience, plateau_factor: the optimisation recipe.
-        ap_mode: noninterp | voc | voc07; threshold, top_k: for CP/CR/F1.
-        cache_features: compute the frozen backbone's features once (exact; needs
-            train_stages 0 and data.train_augment none).
+        net: the architecture, a preset name (``ssgrl-lite0``, ``ssgrl-resnet101``, ...) or the
+            fields of ``ssgrl.models.factory.ModelConfig``.
+        pretrained: none | timm | efficientnet-lite0 | PATH of the backbone's ImageNet weights.
+        graph: how the label graph is built from the training labels.
+        embeddings: where the label embeddings come from.
+        optim: the optimisation recipe; evaluation: how val/test are scored.
     """
 
     def __init__(
         self,
-        arch: Literal["ssgrl", "baseline"] = "ssgrl",
-        backbone: str = "tf_efficientnet_lite0",
-        feature_index: int = -1,
-        pool: Literal["none", "avg2x2"] = "none",
-        train_stages: int = 1,
-        d1: int = 512,
-        d2: int = 512,
-        ggnn_steps: int = 3,
-        reset_gate_uses_update_weights: bool = False,
-        learn_embeddings: bool = False,
+        net: ModelConfig | str = "ssgrl-lite0",
         pretrained: str = "efficientnet-lite0",
-        embeddings: Literal["glove50", "glove-file", "minilm", "onehot"] = "glove50",
-        embeddings_path: str | None = None,
-        graph_diagonal: Literal[0, 1] = 1,
-        graph_threshold: float | None = None,
-        graph_reweight: float | None = None,
-        optimizer: Optimizer = "adam",
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        scheduler: Scheduler = "none",
-        plateau_patience: int = 2,
-        plateau_factor: float = 0.1,
-        ap_mode: Literal["noninterp", "voc", "voc07"] = "noninterp",
-        threshold: float = 0.5,
-        top_k: int = 3,
-        cache_features: bool = False,
-        feature_cache: FeatureCache | None = None,
+        graph: GraphOptions = GraphOptions(),  # noqa: B008 (frozen dataclasses)
+        embeddings: EmbeddingOptions = EmbeddingOptions(),  # noqa: B008
+        optim: OptimConfig = OptimConfig(),
+        evaluation: EvalConfig = EvalConfig(),
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["feature_cache"])
-        self.model_config = ModelConfig(
-            arch=arch,
-            backbone=backbone,
-            feature_index=feature_index,
-            pool=pool,
-            train_stages=train_stages,
-            d1=d1,
-            d2=d2,
-            ggnn_steps=ggnn_steps,
-            reset_gate_uses_update_weights=reset_gate_uses_update_weights,
-            learn_embeddings=learn_embeddings,
+        self.model_config = resolve_model_config(net)
+        self.pretrained = pretrained
+        self.graph_options: GraphOptions = _as(GraphOptions, graph)
+        self.embedding_options: EmbeddingOptions = _as(EmbeddingOptions, embeddings)
+        self.optim: OptimConfig = _as(OptimConfig, optim)
+        self.evaluation: EvalConfig = _as(EvalConfig, evaluation)
+        self.save_hyperparameters(
+            {
+                "net": self.model_config.to_dict(),
+                "pretrained": pretrained,
+                "graph": dataclasses.asdict(self.graph_options),
+                "embeddings": dataclasses.asdict(self.embedding_options),
+                "optim": dataclasses.asdict(self.optim),
+                "evaluation": dataclasses.asdict(self.evaluation),
+            }
         )
-        self.feature_cache = feature_cache
-        self._test_key: tuple[str, ...] | None = None
-        self.net: SSGRL | Baseline | None = None
-        self.meta: dict[str, Any] = {}
+        self.net: Network | None = None
+        self.meta: CheckpointMeta | None = None
+        self.run_config: dict[str, Any] = {}  # the resolved config of the run, for checkpoints
+        self.checkpoint_to_evaluate: str | None = None  # set by `ssgrl validate/test --ckpt_path`
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.results: dict[str, dict[str, Any]] = {}
 
@@ -116,174 +122,114 @@ class SSGRLModule(L.LightningModule):
             raise TypeError("SSGRLModule needs an SSGRLDataModule (the `data:` section)")
         return dm
 
-    def build(self, dm: SSGRLDataModule, load_pretrained: bool = True) -> None:
-        """Build the network for ``dm``'s classes, label graph and embeddings."""
-        hp: Any = self.hparams
-        train = dm.train_split
-        classes = list(train.classes)
-        if not 1 <= hp.top_k <= len(classes):
-            raise ValueError(
-                f"model.top_k must be between 1 and the number of classes ({len(classes)}), "
-                f"got {hp.top_k}"
-            )
-        adjacency = embeddings = None
-        meta: dict[str, Any] = {"format_version": FORMAT_VERSION}
-        if self.model_config.arch == "ssgrl":
-            graph = build_label_graph(
-                train.targets,
-                classes,
-                split=f"{dm.dataset}:{dm.split_names['train']}",
-                diagonal=hp.graph_diagonal,
-                threshold=hp.graph_threshold,
-                reweight=hp.graph_reweight,
-            )
-            emb = embed_class_names(classes, source=hp.embeddings, path=hp.embeddings_path)
-            adjacency = torch.from_numpy(np.asarray(graph.matrix, dtype=np.float32))
-            embeddings = torch.from_numpy(np.asarray(emb.vectors, dtype=np.float32))
-            graph_info = graph.to_dict()
-            graph_info.pop("matrix", None)  # the matrix itself is in the state dict
-            meta["graph"] = graph_info
-            meta["embeddings"] = {"source": emb.source, "words": emb.words, **emb.provenance}
-            meta["embed_dim"] = int(embeddings.shape[1])
-        net = build_model(
-            self.model_config,
-            len(classes),
-            adjacency,
-            embeddings,
-            pretrained=load_pretrained and hp.pretrained == "timm",
-        )
-        origin = "from checkpoint"
-        if load_pretrained:
-            try:
-                origin = load_backbone_weights(net.backbone, hp.pretrained)
-            except (FileNotFoundError, ValueError) as err:
-                raise type(err)(
-                    f"{err}. To start from ImageNet weights give {pretrained_help(hp.backbone)}; or model.pretrained: none to train from scratch"
-                ) from err
-        net.class_names = classes
-        net.preprocessing = dict(dm.preprocessing)
-        meta.update(
-            model_config=self.model_config.to_dict(),
-            class_names=classes,
-            preprocessing=dict(dm.preprocessing),
-            pretrained=origin,
-            package_version=package_version(),
-            dataset=dm.dataset,
-            train_split=dm.split_names["train"],
-            val_split=dm.split_names["val"],
-        )
-        self.net = net
-        self.meta = meta
-
     def setup(self, stage: str) -> None:
-        if self.net is None:
-            self.build(self.datamodule, load_pretrained=stage == "fit")
-        if stage == "fit" and self._hp.cache_features:
-            # here, before any dataloader is requested (a step-based scheduler asks early)
-            self._cache_features(self.trainer.strategy.root_device)
-
-    def _cache_key(self, role: str) -> tuple[str, ...]:
-        """Identifies the features of a split exactly: backbone weights, input and split."""
         dm = self.datamodule
-        return (
-            self.model_config.backbone,
-            str(self.model_config.feature_index),
-            self.model_config.pool,
-            weights_fingerprint(self._net.backbone),
-            json.dumps(dm.preprocessing, sort_keys=True),
-            dm.dataset,
-            str(dm.root),
-            json.dumps(dm.dataset_options, sort_keys=True, default=str),
-            str(dm.split_names[role]),
-            str(self.trainer.precision),
+        if self.net is not None:  # built by an earlier stage of the same run
+            assert self.meta is not None
+            dm.use_classes(self.meta.class_names)
+            dm.use_preprocessing(self.meta.preprocessing)
+            return
+        # Lightning hands the checkpoint path to the Trainer only after setup: the CLI sets it
+        ckpt = self.checkpoint_to_evaluate or self.trainer.ckpt_path
+        if stage != "fit" and ckpt and Path(str(ckpt)).is_file():
+            self._build_from_checkpoint(str(ckpt), dm)
+        else:
+            self._build_from_data(dm, load_pretrained=stage == "fit")
+
+    def _build_from_checkpoint(self, ckpt: str, dm: SSGRLDataModule) -> None:
+        """Evaluate a checkpoint: classes, graph, embeddings and preprocessing are its own, so
+        only the evaluated split's images are read."""
+        _, meta = read_checkpoint(ckpt)
+        if meta.model != self.model_config:
+            self.print(
+                f"note: evaluating the checkpoint's network ({_diff(self.model_config, meta.model)}"
+                "), not model.net of the config"
+            )
+        requested = dm.preprocessing_request
+        pre = meta.preprocessing
+        if (requested.image_size, requested.resize or requested.image_size) != (
+            pre.image_size,
+            pre.resize,
+        ):
+            self.print(
+                f"note: images are prepared as the checkpoint was trained ({pre.describe()}), "
+                f"not at data.image_size {requested.image_size} / data.resize {requested.resize}"
+            )
+        self.net = network_skeleton(meta)
+        self.meta = meta
+        dm.use_classes(meta.class_names)
+        dm.use_preprocessing(meta.preprocessing)
+
+    def _build_from_data(self, dm: SSGRLDataModule, load_pretrained: bool) -> None:
+        pre = resolve_preprocessing(self.model_config.backbone, dm.preprocessing_request)
+        dm.use_preprocessing(pre)
+        train = dm.load("train")
+        result = build_network(
+            self.model_config,
+            train,
+            f"{dm.dataset}:{dm.split_names['train']}",
+            pre,
+            graph=self.graph_options,
+            embeddings=self.embedding_options,
+            pretrained=self.pretrained if load_pretrained else "none",
+            data={
+                "dataset": dm.dataset,
+                "root": dm.root,
+                "train_split": dm.split_names["train"],
+                "val_split": dm.split_names["val"],
+                "dataset_options": dm.dataset_options,
+            },
         )
-
-    def on_test_start(self) -> None:
-        # the checkpoint's weights are in place now: test features are cached under them
-        self._test_key = self._cache_key("test") if self._hp.cache_features else None
-        if self._test_key is not None and self.feature_cache is None:
-            self.feature_cache = FeatureCache()
-
-    def _cache_features(self, device: torch.device) -> None:
-        net, dm = self._net, self.datamodule
-        cache = self.feature_cache if self.feature_cache is not None else FeatureCache()
-        self.feature_cache = cache
-        resume = self.trainer.ckpt_path
-        if resume:
-            # Lightning restores weights after setup: put the checkpoint's backbone in place
-            # first, so the cached features are those of the weights that will train on them
-            state = read_checkpoint(resume)["state_dict"]
-            prefix = STATE_PREFIX + "backbone."
-            net.backbone.load_state_dict(
-                {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-            )
-        for role in ("train", "val"):
-            if dm.split_names[role] is None:
-                continue
-            key = self._cache_key(role)
-            backbone = net.backbone.to(device)
-            features = cache.get_or_compute(
-                key, backbone, dm.image_dataset(role), dm.eval_batch_size, dm.num_workers, device
-            )
-            dm.set_features(role, features)
+        self.net, self.meta = result.net, result.meta
+        if result.embeddings is not None and load_pretrained:
+            lines = "\n  ".join(result.embeddings.describe())
+            self.print(f"label embeddings ({result.embeddings.source}) from the words:\n  {lines}")
 
     @property
-    def _hp(self) -> Any:
-        return self.hparams
-
-    @property
-    def _net(self) -> SSGRL | Baseline:
+    def _net(self) -> Network:
         if self.net is None:
             raise RuntimeError("the network is built in setup(); call trainer.fit/test first")
         return self.net
 
+    @property
+    def _meta(self) -> CheckpointMeta:
+        if self.meta is None:
+            raise RuntimeError("the network is built in setup(); call trainer.fit/test first")
+        return self.meta
+
+    # -- frozen stages stay frozen ---------------------------------------------------------------
+    # Lightning never calls .train() when fitting starts and restores each submodule's mode
+    # after validation as it was captured; the freezing policy is re-applied at both points.
+    def on_train_start(self) -> None:
+        self._net.train()
+
+    def on_train_epoch_start(self) -> None:
+        self._net.train()
+
+    def on_validation_model_train(self) -> None:
+        self.trainer.model.train()  # type: ignore[union-attr]
+
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["ssgrl"] = {**self.meta, "config": _plain(dict(self.hparams))}
+        meta = dataclasses.replace(self._meta, config=self.run_config or dict(self.hparams))
+        attach_meta(checkpoint, meta)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        meta = checkpoint.get("ssgrl")
-        if meta is None:
-            raise ValueError("not an ssgrl checkpoint (no 'ssgrl' block)")
-        saved = ModelConfig.from_dict(meta["model_config"])
-        if self.net is not None and list(meta["class_names"]) != list(self.net.class_names):
-            raise ValueError(
-                f"the checkpoint was trained on classes {meta['class_names']}, but the data has "
-                f"{self.net.class_names}"
+        if "ssgrl" not in checkpoint:
+            raise CheckpointError("not an ssgrl checkpoint (no 'ssgrl' block)")
+        meta = CheckpointMeta.from_dict(checkpoint["ssgrl"])
+        current = self._meta
+        if meta.class_names != current.class_names:
+            raise CheckpointError(
+                f"the checkpoint was trained on classes {meta.class_names}, but the data has "
+                f"{current.class_names}"
             )
-        if saved != self.model_config:
-            raise ValueError(
-                f"the checkpoint's model {saved} differs from the configured one {self.model_config}"
+        if meta.model != current.model:
+            raise CheckpointError(
+                f"the checkpoint's network differs from the configured one: "
+                f"{_diff(current.model, meta.model)}"
             )
-        net = self.net
-        state = {
-            k.removeprefix(STATE_PREFIX): v
-            for k, v in checkpoint.get("state_dict", {}).items()
-            if k.startswith(STATE_PREFIX)
-        }
-        current = {} if net is None else net.state_dict()
-        if net is not None and any(
-            k in current and current[k].shape != v.shape for k, v in state.items()
-        ):
-            # The checkpoint fixes the shapes (e.g. an imported model's 300-d word vectors where
-            # the config names another embedding source): build the network its metadata
-            # describes; Lightning loads its weights, graph and embeddings right after this hook.
-            rebuilt = build_model(saved, net.num_classes, embed_dim=meta.get("embed_dim"))
-            rebuilt.class_names = net.class_names
-            rebuilt.preprocessing = net.preprocessing
-            self.net = rebuilt
-        saved_pre = meta.get("preprocessing")
-        current_pre = getattr(getattr(self.trainer, "datamodule", None), "preprocessing", None)
-        if saved_pre and current_pre and dict(saved_pre) != dict(current_pre):
-            warnings.warn(
-                f"the data preprocessing {current_pre} differs from the checkpoint's {saved_pre}: "
-                "scores will differ from `ssgrl predict`; set data.image_size/resize/mean/std/"
-                "interpolation to the checkpoint's values to evaluate it as it was trained",
-                stacklevel=2,
-            )
-        self.meta = dict(meta)
-        if self.net is not None:
-            self.net.preprocessing = dict(meta.get("preprocessing", self.net.preprocessing))
+        self.meta = meta
 
     # -- steps ---------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -292,12 +238,6 @@ class SSGRLModule(L.LightningModule):
     def _logits(self, batch: Batch) -> torch.Tensor:
         if "features" in batch:
             return self._net.head(batch["features"])
-        key = self._test_key
-        if self.trainer.testing and key is not None and self.feature_cache is not None:
-            feats = self.feature_cache.batch(
-                key, batch["index"], batch["image"], self._net.backbone
-            )
-            return self._net.head(feats)
         return self._net(batch["image"])
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -366,7 +306,7 @@ class SSGRLModule(L.LightningModule):
         if not split.has_labels:
             self.results[stage] = {"logits": logits, "index": index, "metrics": None}
             return None
-        hp: Any = self.hparams
+        ev = self.evaluation
         with warnings.catch_warnings():
             if self.trainer.sanity_checking:
                 warnings.simplefilter("ignore")
@@ -374,9 +314,9 @@ class SSGRLModule(L.LightningModule):
                 logits.astype(np.float64),
                 target.astype(np.int8),
                 class_names=list(split.classes),
-                ap_mode=hp.ap_mode,
-                threshold=hp.threshold,
-                top_k=hp.top_k,
+                ap_mode=ev.ap_mode,
+                threshold=ev.threshold,
+                top_k=ev.top_k,
                 logits=True,
             )
         self.results[stage] = {
@@ -385,13 +325,15 @@ class SSGRLModule(L.LightningModule):
             "target": target,
             "metrics": metrics,
         }
-        topk = metrics[f"top{hp.top_k}"]
+        k = metrics["top_k_effective"]
         scalars = {
-            f"{stage}/{k}": float(metrics[k]) for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")
+            f"{stage}/{name}": float(metrics[name])
+            for name in ("CP", "CR", "CF1", "OP", "OR", "OF1")
         }
-        scalars.update(
-            {f"{stage}/top{hp.top_k}_{k}": float(v) for k, v in topk.items() if v is not None}
-        )
+        for variant in (f"top{k}", f"top{k}_mlgcn"):
+            scalars.update(
+                {f"{stage}/{variant}_{n}": float(v) for n, v in metrics[variant].items()}
+            )
         self.log_dict(scalars, rank_zero_only=True)
         self.log(f"{stage}/mAP", float(metrics["mAP"]), prog_bar=True, rank_zero_only=True)
         return metrics
@@ -404,47 +346,44 @@ class SSGRLModule(L.LightningModule):
 
     # -- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        hp: Any = self.hparams
+        o = self.optim
         params = [p for p in self._net.parameters() if p.requires_grad]
         if not params:
             raise ValueError("nothing to train: every parameter is frozen")
         opt: torch.optim.Optimizer
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "adamw":
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=0.9, weight_decay=hp.weight_decay)
+        if o.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.optimizer == "adamw":
+            opt = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+        elif o.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=o.lr, momentum=0.9, weight_decay=o.weight_decay)
         else:
-            raise ValueError(f"unknown optimizer {hp.optimizer!r}; expected adam, adamw or sgd")
-        if hp.scheduler == "none":
+            raise ValueError(f"unknown optimizer {o.optimizer!r}; expected adam, adamw or sgd")
+        if o.scheduler == "none":
             return opt
-        if hp.scheduler == "plateau":
+        if o.scheduler == "plateau":
             if self.datamodule.split_names["val"] is None:
-                raise ValueError("scheduler 'plateau' watches val/mAP: configure data.val_split")
+                raise ValueError(
+                    "model.optim.scheduler plateau watches val/mAP: configure data.val_split"
+                )
             sched: Any = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="max", factor=hp.plateau_factor, patience=hp.plateau_patience
+                opt, mode="max", factor=o.plateau_factor, patience=o.plateau_patience
             )
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/mAP"}}
         steps = int(self.trainer.estimated_stepping_batches)
-        if hp.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps)
-        elif hp.scheduler == "cosine":
+        if o.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=steps)
+        elif o.scheduler == "cosine":
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         else:
-            raise ValueError(f"unknown scheduler {hp.scheduler!r}")
+            raise ValueError(f"unknown scheduler {o.scheduler!r}")
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def _plain(value: Any) -> Any:
-    """Config values as plain data (safe for ``torch.load(weights_only=True)``)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+def _diff(a: ModelConfig, b: ModelConfig) -> str:
+    """``field: a -> b`` for each field that differs."""
+    da, db = a.to_dict(), b.to_dict()
+    return ", ".join(f"{k}: {da[k]!r} -> {db[k]!r}" for k in da if da[k] != db[k]) or "same"
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
@@ -453,4 +392,4 @@ def write_json(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-__all__ = ["SSGRLModule", "masked_bce", "write_json"]
+__all__ = ["EvalConfig", "OptimConfig", "SSGRLModule", "masked_bce", "write_json"]

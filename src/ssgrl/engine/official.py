@@ -29,13 +29,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, write_checkpoint
+from ssgrl.data.transforms import Preprocessing
 from ssgrl.data.voc import VOC_CLASSES
-from ssgrl.engine.checkpoint import (
-    FORMAT_VERSION,
-    checkpoint_dict,
-    package_version,
-    write_checkpoint,
-)
 from ssgrl.graph.cooccurrence import matrix_sha256
 from ssgrl.models.factory import ModelConfig, build_model
 from ssgrl.models.ssgrl import SSGRL
@@ -359,7 +355,6 @@ def convert_official(
             f"(C = {num_classes}, N = 2048, d1 = {d1}, d2 = {d2}):\n  " + "\n  ".join(problems)
         )
     net.load_state_dict(converted, strict=False)  # every key checked above
-    net.class_names = list(class_names)
     return net.eval()
 
 
@@ -378,8 +373,6 @@ def import_official(
     reset_gate: ResetGate = "authors",
 ) -> Path:
     """Convert the authors' files into the ssgrl checkpoint ``out``; returns its path."""
-    from ssgrl.data.transforms import preprocessing_dict
-
     ckpt_path, adj_path, emb_path, out = (Path(p) for p in (checkpoint, adjacency, embeddings, out))
     if out.exists() and not overwrite:
         raise FileExistsError(f"--out {out} exists; choose another path or pass --overwrite")
@@ -400,17 +393,13 @@ def import_official(
         "classes": f"--classes {classes}",
     }
     net = convert_official(state, adj, emb, names, reset_gate, sources)
-    preprocessing = preprocessing_dict(image_size, resize, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
-    net.preprocessing = dict(preprocessing)
-    meta: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "model_config": official_config(
+    meta = CheckpointMeta(
+        class_names=names,
+        model=official_config(
             net.decoupling.U.out_features, net.decoupling.P.out_features, reset_gate
-        ).to_dict(),
-        "class_names": names,
-        "embed_dim": int(emb.shape[1]),
-        "preprocessing": preprocessing,
-        "graph": {
+        ),
+        preprocessing=Preprocessing(image_size, resize, IMAGENET_MEAN, IMAGENET_STD, "bilinear"),
+        graph={
             "source": "official",
             "file": adj_path.name,
             "file_sha256": sha256_file(adj_path),
@@ -420,24 +409,28 @@ def import_official(
             "num_images": None,
             "options": {"a_in": "M", "a_out": "M^T"},
         },
-        "embeddings": {
-            "source": "official",
-            "words": None,
-            "file": emb_path.name,
-            "file_sha256": sha256_file(emb_path),
-            "sha256": matrix_sha256(emb),
+        embeddings=EmbeddingInfo(
+            source="official",
+            dim=int(emb.shape[1]),
+            words=None,
+            provenance={
+                "file": emb_path.name,
+                "file_sha256": sha256_file(emb_path),
+                "sha256": matrix_sha256(emb),
+            },
+        ),
+        pretrained=f"official:{ckpt_path.name}",
+        selected_on=SELECTED_ON,
+        extra={
+            "imported_from": {
+                "file": ckpt_path.name,
+                "sha256": sha256_file(ckpt_path),
+                **info,
+                "reset_gate": reset_gate,
+            }
         },
-        "pretrained": f"official:{ckpt_path.name}",
-        "imported_from": {
-            "file": ckpt_path.name,
-            "sha256": sha256_file(ckpt_path),
-            **info,
-            "reset_gate": reset_gate,
-        },
-        "selected_on": SELECTED_ON,
-        "package_version": package_version(),
-    }
-    return write_checkpoint(checkpoint_dict(net, meta), out, overwrite=overwrite)
+    )
+    return write_checkpoint(net, meta, out, overwrite=overwrite)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

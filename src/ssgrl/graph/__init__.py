@@ -6,9 +6,16 @@ class names into word vectors x_c (GloVe, MiniLM or one-hot).
 
 from __future__ import annotations
 
-from ssgrl.graph.cooccurrence import LabelGraph, build_label_graph, matrix_sha256
+from ssgrl.graph.cooccurrence import (
+    GraphOptions,
+    LabelGraph,
+    build_label_graph,
+    graph_from_labels,
+    matrix_sha256,
+)
 from ssgrl.graph.embeddings import (
     SOURCES,
+    EmbeddingOptions,
     LabelEmbeddings,
     embed_class_names,
     segment,
@@ -17,10 +24,13 @@ from ssgrl.graph.embeddings import (
 
 __all__ = [
     "SOURCES",
+    "EmbeddingOptions",
+    "GraphOptions",
     "LabelEmbeddings",
     "LabelGraph",
     "build_label_graph",
     "embed_class_names",
+    "graph_from_labels",
     "matrix_sha256",
     "segment",
     "tokenize_class_name",

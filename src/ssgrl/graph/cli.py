@@ -1,13 +1,14 @@
 """``ssgrl graph``: build the label co-occurrence graph of a training split.
 
-    ssgrl graph --out DIR --config FILE                  # the data section of a LightningCLI YAML
+    ssgrl graph --out DIR --config FILE                  # a run config, as `ssgrl fit` reads it
     ssgrl graph --out DIR --dataset NAME [--root DIR] [--split train] [--option KEY=VALUE ...]
                 [--diagonal {0,1}] [--threshold T] [--reweight P]
 
-With ``--config``, ``data.dataset``, ``data.root``, ``data.train_split`` and
-``data.dataset_options`` (or the same under ``data.init_args``; missing keys take
-SSGRLDataModule's defaults) name the split; flags given as well override them and ``--option``
-entries are merged over ``dataset_options``. The graph's ``split`` reads ``DATASET:SPLIT``. Writes
+With ``--config``, the file is read by the very parser of ``ssgrl fit`` (every key checked, the
+same defaults), and the graph is built by the function ``fit`` builds it with, from ``data`` (the
+training split) and ``model.graph`` (diagonal, threshold, reweight): the graph a user inspects is
+the graph that trains. Flags given as well override the config; ``--option`` entries are merged
+over ``data.dataset_options``. The graph's ``split`` reads ``DATASET:SPLIT``. Writes
 ``graph.npy``, ``graph.json`` and ``graph.png`` into DIR and prints their paths, one a line.
 Exit code 0 on success, 2 on unusable input (the message on stderr names the file or option).
 """
@@ -21,13 +22,11 @@ from typing import Any
 
 import yaml
 
-from ssgrl.graph.cooccurrence import build_label_graph
+from ssgrl.graph.cooccurrence import GraphOptions, graph_from_labels
 
 PROG = "ssgrl graph"
 GRAPH_PNG = "graph.png"
 _EVAL_SPLITS = ("val", "valid", "validation", "test")
-# SSGRLDataModule's defaults for keys a config leaves out (a test keeps them in step)
-DATAMODULE_DEFAULTS: dict[str, Any] = {"dataset": "synthetic", "root": None, "train_split": "train"}
 
 
 class InputError(Exception):
@@ -58,8 +57,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--diagonal",
         type=int,
         choices=(0, 1),
-        default=1,
-        help="value of M[i, i] (default: %(default)s, as in SSGRL)",
+        default=None,
+        help="value of M[i, i] (default: model.graph.diagonal of --config, else 1, as in SSGRL)",
     )
     parser.add_argument(
         "--threshold",
@@ -75,38 +74,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _yaml_error(path: Path, err: yaml.YAMLError) -> InputError:
-    mark = getattr(err, "problem_mark", None)
-    where = f", line {mark.line + 1}" if mark is not None else ""
-    return InputError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})")
-
-
-def read_data_section(path: Path) -> dict[str, Any]:
-    """The data module's init args from a LightningCLI YAML (``data:`` or ``data.init_args:``)."""
+def read_run_config(path: Path) -> Any:
+    """``path`` parsed by the ``ssgrl fit`` parser (a jsonargparse Namespace)."""
     if not path.is_file():
         raise InputError(f"config file not found: {path}")
+    from ssgrl.engine.cli import parse_config
+
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise _yaml_error(path, err) from None
-    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
-        raise InputError(
-            f"{path}: expected a mapping with a 'data' section (the DataModule's args)"
-        )
-    data = config["data"]
-    section = {k: v for k, v in data.items() if k not in ("class_path", "init_args")}
-    init_args = data.get("init_args") or {}
-    if not isinstance(init_args, dict):
-        raise InputError(
-            f"{path}: data.init_args must be a mapping, got {type(init_args).__name__}"
-        )
-    section.update(init_args)
-    options = section.get("dataset_options")
-    if options is not None and not isinstance(options, dict):
-        raise InputError(
-            f"{path}: data.dataset_options must be a mapping of option: value, got {options!r}"
-        )
-    return section
+        return parse_config(path)
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
 
 
 def parse_options(entries: list[str]) -> dict[str, Any]:
@@ -124,19 +101,29 @@ def parse_options(entries: list[str]) -> dict[str, Any]:
     return options
 
 
-def resolve_source(args: argparse.Namespace) -> tuple[str, str | None, str, dict[str, Any]]:
-    """(dataset, root, split, dataset options) from the config file and the flags."""
-    section: dict[str, Any] = {}
+def resolve_source(
+    args: argparse.Namespace,
+) -> tuple[str, str | None, str, dict[str, Any], GraphOptions]:
+    """(dataset, root, split, dataset options, graph options) from the config and the flags."""
+    data: dict[str, Any] = {}
+    graph = GraphOptions()
     if args.config is not None:
-        section = DATAMODULE_DEFAULTS | read_data_section(args.config)
-    dataset = args.dataset if args.dataset is not None else section.get("dataset")
+        config = read_run_config(args.config)
+        data = dict(config.data)
+        graph = GraphOptions(**dict(config.model.graph))
+    dataset = args.dataset if args.dataset is not None else data.get("dataset")
     if not dataset:
         raise InputError("no dataset given: pass --dataset NAME or --config FILE")
-    root = args.root if args.root is not None else section.get("root")
-    split = args.split if args.split is not None else section.get("train_split") or "train"
-    options = dict(section.get("dataset_options") or {})
+    root = args.root if args.root is not None else data.get("root")
+    split = args.split if args.split is not None else data.get("train_split") or "train"
+    options = dict(data.get("dataset_options") or {})
     options.update(parse_options(args.option))
-    return str(dataset), None if root is None else str(root), str(split), options
+    graph = GraphOptions(
+        diagonal=graph.diagonal if args.diagonal is None else args.diagonal,
+        threshold=graph.threshold if args.threshold is None else args.threshold,
+        reweight=graph.reweight if args.reweight is None else args.reweight,
+    )
+    return str(dataset), None if root is None else str(root), str(split), options, graph
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from ssgrl.viz.graph import plot_graph
 
     try:
-        dataset, root, split_name, options = resolve_source(args)
+        dataset, root, split_name, options, graph_options = resolve_source(args)
         try:
             split = load_split(dataset, split_name, root=root, **options)
         except TypeError as exc:  # an option the loader does not take
@@ -157,13 +144,9 @@ def run(args: argparse.Namespace) -> int:
                 f"split {split_name!r} of {dataset} has no public labels; build the graph from "
                 "the training split"
             )
-        graph = build_label_graph(
-            split.targets,
-            split.classes,
-            split=f"{dataset}:{split_name}",  # as SSGRLModule records it in checkpoints
-            diagonal=args.diagonal,
-            threshold=args.threshold,
-            reweight=args.reweight,
+        # the function and the split label `ssgrl fit` uses
+        graph = graph_from_labels(
+            split.targets, split.classes, f"{dataset}:{split_name}", graph_options
         )
     except (InputError, ValueError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

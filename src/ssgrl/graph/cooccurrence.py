@@ -118,6 +118,29 @@ class LabelGraph:
         return paths
 
 
+@dataclass(frozen=True)
+class GraphOptions:
+    """How the graph is built from training labels: the config's ``model.graph`` section."""
+
+    diagonal: Literal[0, 1] = 1
+    threshold: float | None = None
+    reweight: float | None = None
+
+
+def graph_from_labels(
+    targets: np.ndarray, classes: Sequence[str], split: str, options: GraphOptions
+) -> LabelGraph:
+    """The one way a run builds its label graph (``fit``, ``ssgrl graph`` and the demo)."""
+    return build_label_graph(
+        targets,
+        classes,
+        split=split,
+        diagonal=options.diagonal,
+        threshold=options.threshold,
+        reweight=options.reweight,
+    )
+
+
 def build_label_graph(
     targets: np.ndarray,
     classes: Sequence[str],

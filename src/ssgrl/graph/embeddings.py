@@ -378,6 +378,14 @@ def _embed_minilm(classes: Sequence[str]) -> LabelEmbeddings:
     )
 
 
+@dataclass(frozen=True)
+class EmbeddingOptions:
+    """Where the label embeddings come from: the config's ``model.embeddings`` section."""
+
+    source: str = "glove50"  # glove50 | glove-file | minilm | onehot
+    path: str | None = None  # the word-vector file of glove-file
+
+
 # --- entry point ---------------------------------------------------------------------------
 
 

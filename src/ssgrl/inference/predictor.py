@@ -6,16 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ssgrl.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, open_image
-from ssgrl.data.transforms import eval_geometry, eval_transform
-from ssgrl.engine.checkpoint import load_model
-from ssgrl.models.ssgrl import SSGRL, Baseline
+from ssgrl.checkpoint import Model, load_model
+from ssgrl.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, decode_image, open_image
+from ssgrl.data.transforms import Preprocessing, eval_geometry, eval_transform
 
 LIST_EXTENSIONS = (".txt", ".lst", ".list")
 
@@ -66,31 +64,29 @@ class Predictor:
     def __init__(
         self,
         checkpoint: str | Path | None = None,
-        model: SSGRL | Baseline | None = None,
+        model: Model | None = None,
         device: str = "cpu",
     ) -> None:
         if (checkpoint is None) == (model is None):
             raise ValueError("give exactly one of checkpoint or model")
         net = model if model is not None else load_model(checkpoint)  # type: ignore[arg-type]
-        if not net.preprocessing:
-            raise ValueError("the model has no preprocessing settings; load it from a checkpoint")
         self.device = _device(device)
         self.model = net.eval().to(self.device)
-        self.class_names: list[str] = list(net.class_names)
-        self.preprocessing: dict[str, Any] = dict(net.preprocessing)
+        self.class_names: list[str] = net.class_names
+        self.preprocessing: Preprocessing = net.preprocessing
         self.transform = eval_transform(self.preprocessing)
         self.geometry = eval_geometry(self.preprocessing)
 
     def view(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it (resized and centre-cropped, not normalised)."""
-        return self.geometry(image.convert("RGB"))
+        return self.geometry(decode_image(image))
 
     @torch.inference_mode()
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Probabilities (B, C) of decoded images."""
         if not images:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        x = torch.stack([self.transform(img) for img in images]).to(self.device)
+        x = torch.stack([self.transform(decode_image(img)) for img in images]).to(self.device)
         return torch.sigmoid(self.model(x)).float().cpu().numpy()
 
     def predict_paths(self, paths: Iterable[Path], batch_size: int = 16) -> Iterator[Prediction]:
@@ -121,11 +117,7 @@ class Predictor:
     @torch.inference_mode()
     def attention(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (B, C) and attention maps (B, C, h, w) of decoded images."""
-        if not isinstance(self.model, SSGRL):
-            raise ValueError(
-                f"a {type(self.model).__name__} model has no per-class attention; explain needs SSGRL"
-            )
-        x = torch.stack([self.transform(img) for img in images]).to(self.device)
+        x = torch.stack([self.transform(decode_image(img)) for img in images]).to(self.device)
         logits, attention = self.model.forward_with_attention(x)
         return torch.sigmoid(logits).float().cpu().numpy(), attention.float().cpu().numpy()
 

@@ -47,6 +47,7 @@ class Backbone(nn.Module):
         self.pool = nn.AvgPool2d(2, stride=2) if pool == "avg2x2" else nn.Identity()
         self.train_stages = train_stages
         self._freeze(self._stage_of_parameters(feature_index), train_stages)
+        self.train()  # frozen BatchNorm in eval mode from the start
 
     def _stage_of_parameters(self, feature_index: int) -> dict[str, int]:
         """Map each parameter name to the index of the feature stage that computes it."""

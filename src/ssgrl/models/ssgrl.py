@@ -15,8 +15,8 @@ class SSGRL(nn.Module):
 
     The label embeddings (C, d_s) are a buffer (a parameter when ``learn_embeddings``) and the
     adjacency lives in ``graph.adjacency``: both are saved in the state dict, so a checkpoint
-    alone reproduces predictions. ``class_names`` and ``preprocessing`` are metadata attached by
-    the code that builds or loads the model.
+    alone reproduces predictions (class names and preprocessing travel in its metadata, see
+    ``ssgrl.checkpoint``).
     """
 
     def __init__(
@@ -49,8 +49,6 @@ class SSGRL(nn.Module):
         self.classifier_weight = nn.Parameter(torch.empty(num_classes, n))
         self.classifier_bias = nn.Parameter(torch.zeros(num_classes))
         nn.init.uniform_(self.classifier_weight, -(n**-0.5), n**-0.5)
-        self.class_names: list[str] = [f"class_{i}" for i in range(num_classes)]
-        self.preprocessing: dict[str, object] = {}
 
     @property
     def num_classes(self) -> int:
@@ -82,8 +80,6 @@ class Baseline(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.classifier = nn.Linear(backbone.num_features, num_classes)
-        self.class_names: list[str] = [f"class_{i}" for i in range(num_classes)]
-        self.preprocessing: dict[str, object] = {}
 
     @property
     def num_classes(self) -> int:

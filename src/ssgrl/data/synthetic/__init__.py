@@ -11,6 +11,7 @@ scenes are in ``specs``, the shapes in ``painters``.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -124,4 +125,16 @@ def load_synthetic(
         loader=Renderer(layouts, image_size),
         boxes=[pixel_boxes(lay, image_size) for lay in layouts],
         meta={"scenes": [lay.scene for lay in layouts], "params": params},
+        content_key=_ContentKey(split, seed, image_size, k),
     )
+
+
+class _ContentKey:
+    """Image ``index``'s identity: the generator version and everything its pixels depend on
+    (a picklable callable, for DataLoader workers)."""
+
+    def __init__(self, split: str, seed: int, image_size: int, num_classes: int) -> None:
+        self.prefix = f"synthetic:v{GENERATOR_VERSION}:{split}:{seed}:{image_size}:{num_classes}"
+
+    def __call__(self, index: int) -> str:
+        return hashlib.sha256(f"{self.prefix}:{index}".encode()).hexdigest()
