@@ -63,6 +63,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--ggnn-steps", type=int, default=3, help="GGNN steps T of SSGRL (0 = no graph; default 3)"
     )
     parser.add_argument(
+        "--feature-cache-dir",
+        default=None,
+        help="where the backbone features are kept (default OUT/features); give an earlier "
+        "demo's folder to reuse its features",
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
 
@@ -135,7 +141,7 @@ def _train(arch: str, lr: float, name: str, args: argparse.Namespace, out: Path)
     config = out / "configs" / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump(run_config(arch, lr, args), sort_keys=False))
-    cache = ["--feature_cache_dir", str(out / "features")]
+    cache = ["--feature_cache_dir", str(args.feature_cache_dir or out / "features")]
     t0 = time.perf_counter()
     fit = run_cli(["fit", "--config", str(config), "--run_dir", str(run), *cache])
     t_fit = time.perf_counter() - t0
