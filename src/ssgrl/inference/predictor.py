@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ssgrl.checkpoint import Model, load_model
+from ssgrl.checkpoint import Model, Thresholds, load_model
 from ssgrl.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, decode_image, open_image
 from ssgrl.data.transforms import Preprocessing, eval_geometry, eval_transform
 
@@ -58,36 +59,116 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class Engine(Protocol):
+    """What runs the network for a ``Predictor``: the checkpoint's PyTorch model
+    (``TorchEngine``) or an exported ONNX file (``ssgrl.inference.onnx_engine.OnnxEngine``)."""
+
+    class_names: list[str]
+    preprocessing: Preprocessing
+    thresholds: Thresholds | None
+
+    def logits(self, images: torch.Tensor) -> np.ndarray:
+        """Normalised images (B, 3, H, W) float32 -> logits (B, C) float32."""
+        raise NotImplementedError
+
+
+class TorchEngine:
+    """A checkpoint's ``Model`` on a device, in eval mode, under ``torch.inference_mode``."""
+
+    def __init__(self, model: Model, device: str = "cpu") -> None:
+        self.device = _device(device)
+        self.model = model.eval().to(self.device)
+        self.class_names: list[str] = model.class_names
+        self.preprocessing: Preprocessing = model.preprocessing
+        self.thresholds: Thresholds | None = model.thresholds
+
+    @torch.inference_mode()
+    def logits(self, images: torch.Tensor) -> np.ndarray:
+        return self.model(images.to(self.device)).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def logits_and_attention(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        logits, attention = self.model.forward_with_attention(images.to(self.device))
+        return logits.float().cpu().numpy(), attention.float().cpu().numpy()
+
+
+def load_engine(path: str | Path, engine: str = "auto", device: str = "cpu") -> Engine:
+    """``torch`` for an ssgrl checkpoint, ``onnx`` for an exported file; ``auto`` by suffix."""
+    path = Path(path)
+    if engine == "auto":
+        engine = "onnx" if path.suffix.lower() == ".onnx" else "torch"
+    if engine == "torch":
+        return TorchEngine(load_model(path), device)
+    if engine == "onnx":
+        from ssgrl.inference.onnx_engine import OnnxEngine
+
+        return OnnxEngine(path, device)
+    raise ValueError(f"unknown engine {engine!r}; expected auto, torch or onnx")
+
+
 class Predictor:
-    """``Predictor("best.ckpt").predict_paths(paths)`` yields one ``Prediction`` per path."""
+    """``Predictor("best.ckpt").predict_paths(paths)`` yields one ``Prediction`` per path.
+
+    Labels are decided per class by the checkpoint's fitted thresholds when it has them, else
+    at 0.5; ``threshold`` overrides both with one value for every class.
+    """
 
     def __init__(
         self,
         checkpoint: str | Path | None = None,
         model: Model | None = None,
         device: str = "cpu",
+        engine: str = "auto",
+        threshold: float | None = None,
     ) -> None:
         if (checkpoint is None) == (model is None):
             raise ValueError("give exactly one of checkpoint or model")
-        net = model if model is not None else load_model(checkpoint)  # type: ignore[arg-type]
-        self.device = _device(device)
-        self.model = net.eval().to(self.device)
-        self.class_names: list[str] = net.class_names
-        self.preprocessing: Preprocessing = net.preprocessing
+        self.engine: Engine = (
+            TorchEngine(model, device)
+            if model is not None
+            else load_engine(checkpoint, engine, device)  # type: ignore[arg-type]
+        )
+        self.class_names: list[str] = list(self.engine.class_names)
+        self.preprocessing: Preprocessing = self.engine.preprocessing
         self.transform = eval_transform(self.preprocessing)
         self.geometry = eval_geometry(self.preprocessing)
+        fitted = self.engine.thresholds
+        if threshold is not None:
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
+            self.thresholds = np.full(len(self.class_names), float(threshold), dtype=np.float64)
+            self.threshold_source = f"one threshold for every class: {threshold:g} (given)"
+        elif fitted is not None:
+            self.thresholds = np.asarray(fitted.values, dtype=np.float64)
+            self.threshold_source = f"per class, {fitted.method}, fitted on {fitted.fitted_on}"
+        else:
+            self.thresholds = np.full(len(self.class_names), 0.5, dtype=np.float64)
+            self.threshold_source = "one threshold for every class: 0.5 (the checkpoint has none)"
+
+    @property
+    def model(self) -> Model:
+        """The PyTorch model (torch engine only)."""
+        if not isinstance(self.engine, TorchEngine):
+            raise ValueError("this predictor runs an ONNX file: it has no PyTorch model")
+        return self.engine.model
 
     def view(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it (resized and centre-cropped, not normalised)."""
         return self.geometry(decode_image(image))
 
-    @torch.inference_mode()
-    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Probabilities (B, C) of decoded images."""
+    def batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Decoded images as the network's input (B, 3, H, W)."""
+        return torch.stack([self.transform(decode_image(img)) for img in images])
+
+    def predict_logits(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Logits (B, C) of decoded images."""
         if not images:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        x = torch.stack([self.transform(decode_image(img)) for img in images]).to(self.device)
-        return torch.sigmoid(self.model(x)).float().cpu().numpy()
+        return self.engine.logits(self.batch(images))
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Probabilities (B, C) of decoded images."""
+        return _sigmoid(self.predict_logits(images))
 
     def predict_paths(self, paths: Iterable[Path], batch_size: int = 16) -> Iterator[Prediction]:
         """Decode and predict in batches, in input order; an unreadable file gives an error
@@ -114,17 +195,22 @@ class Predictor:
             else:
                 yield Prediction(image=name, probabilities=next(probs))
 
-    @torch.inference_mode()
     def attention(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (B, C) and attention maps (B, C, h, w) of decoded images."""
-        x = torch.stack([self.transform(decode_image(img)) for img in images]).to(self.device)
-        logits, attention = self.model.forward_with_attention(x)
-        return torch.sigmoid(logits).float().cpu().numpy(), attention.float().cpu().numpy()
+        if not isinstance(self.engine, TorchEngine):
+            raise ValueError("attention maps need the PyTorch checkpoint (--engine torch)")
+        logits, attention = self.engine.logits_and_attention(self.batch(images))
+        return _sigmoid(logits), attention
 
     def explain(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray, Image.Image]:
         """Probabilities (C,), attention maps (C, h, w) and the image as the model saw it."""
         probs, attention = self.attention([image])
         return probs[0], attention[0], self.view(image)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Numerically stable logistic function, float32."""
+    return (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float64)))).astype(np.float32)
 
 
 def select_labels(
