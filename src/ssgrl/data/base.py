@@ -40,6 +40,7 @@ class Split:
     boxes: list[list[tuple[int, float, float, float, float]]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     content_key: Callable[[int], str] | None = None
+    paths: list[Path] | None = None  # the image files, for splits read from disk
 
     def __post_init__(self) -> None:
         self.targets = np.asarray(self.targets, dtype=np.int8)
@@ -74,10 +75,38 @@ class Split:
         digest.update(image.tobytes())
         return digest.hexdigest()
 
+    def without(self, drop: Sequence[int]) -> Split:
+        """The split minus the images ``drop`` (indices), each remaining image once, in order."""
+        dropped = set(drop)
+        keep = [i for i in range(len(self)) if i not in dropped]
+        loader, key = self.loader, self.content_key
+        return Split(
+            name=self.name,
+            classes=self.classes,
+            ids=[self.ids[i] for i in keep],
+            targets=self.targets[keep],
+            loader=_Reindexed(loader, keep),
+            has_labels=self.has_labels,
+            boxes=None if self.boxes is None else [self.boxes[i] for i in keep],
+            meta={**self.meta, "dropped_images": [self.ids[i] for i in sorted(dropped)]},
+            content_key=None if key is None else _Reindexed(key, keep),
+            paths=None if self.paths is None else [self.paths[i] for i in keep],
+        )
+
     @property
     def num_unlabelled(self) -> int:
         """Images with no present class (kept as all-negative)."""
         return int((~(self.targets == PRESENT).any(axis=1)).sum())
+
+
+class _Reindexed:
+    """``fn(keep[i])``: a loader of a split with images left out (picklable for workers)."""
+
+    def __init__(self, fn: Callable[[int], Any], keep: list[int]) -> None:
+        self.fn, self.keep = fn, keep
+
+    def __call__(self, index: int) -> Any:
+        return self.fn(self.keep[index])
 
 
 def file_split(
@@ -100,4 +129,5 @@ def file_split(
         has_labels=has_labels,
         meta=dict(meta or {}),
         content_key=lambda i: sha256_file(paths[i]),
+        paths=paths,
     )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2 as T
+from tqdm.auto import tqdm
 
 from ssgrl.data.base import Split
 from ssgrl.data.registry import load_split, takes_classes
+from ssgrl.data.scan import BadImage, BadImagesError, scan_split
 from ssgrl.data.transforms import (
     PAPER_SCALES,
     Augment,
@@ -91,6 +94,11 @@ class SSGRLDataModule(L.LightningDataModule):
             the centre crop (the paper: 640 -> 576); None = image_size (no crop).
         train_augment: none | flip | paper | modern (see ``ssgrl.data.transforms``).
         mean / std / interpolation: None = the backbone's pretraining values (timm config).
+        on_bad_image: what a quick start-up scan of the training and validation images does
+            with missing, empty, unreadable or truncated files: ``error`` names every one and
+            stops before training; ``skip`` leaves them out (each remaining image is still seen
+            once per epoch) and lists them in the run directory (``bad_images.txt``). Test
+            images are never skipped.
     """
 
     def __init__(
@@ -111,6 +119,7 @@ class SSGRLDataModule(L.LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        on_bad_image: Literal["error", "skip"] = "error",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -130,6 +139,11 @@ class SSGRLDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
+        if on_bad_image not in ("error", "skip"):
+            raise ValueError(f"data.on_bad_image must be error or skip, got {on_bad_image!r}")
+        self.on_bad_image = on_bad_image
+        self.bad_images: dict[str, list[BadImage]] = {}
+        self.report_dir: Path | None = None  # where bad_images.txt goes (the run directory)
         self.splits: dict[str, Split] = {}
         self.feature_sources: dict[str, FeatureSource] = {}
         self._preprocessing: Preprocessing | None = None
@@ -155,6 +169,39 @@ class SSGRLDataModule(L.LightningDataModule):
             self._check_classes(role, split)
 
     # -- splits ------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Before fitting, scan the training and validation images (see ``on_bad_image``)."""
+        if stage != "fit":
+            return
+        for role in ("train", "val"):
+            if self.split_names[role] is not None and role not in self.bad_images:
+                self._scan(role)
+
+    def _scan(self, role: str) -> None:
+        split = self.load(role)
+        if split.paths is None:
+            self.bad_images[role] = []
+            return
+        with tqdm(total=len(split), desc=f"checking {role} images", unit="img", leave=False) as bar:
+            bad = scan_split(split, progress=bar.update)
+        self.bad_images[role] = bad
+        if not bad:
+            return
+        if self.on_bad_image == "error":
+            raise BadImagesError(split.name, bad)
+        self.splits[role] = split.without([b.index for b in bad])
+        lines = [f"{role}\t{b.line()}" for b in bad]
+        if self.report_dir is not None:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            with (self.report_dir / "bad_images.txt").open("a") as f:
+                f.write("\n".join(lines) + "\n")
+        where = f" (listed in {self.report_dir / 'bad_images.txt'})" if self.report_dir else ""
+        print(
+            f"skipping {len(bad)} unusable image(s) of the {role} split{where}: "
+            + "; ".join(b.line() for b in bad[:5])
+            + (" ..." if len(bad) > 5 else "")
+        )
+
     def load(self, role: str) -> Split:
         """The split playing ``role`` (train, val or test), loaded once."""
         if role not in self.splits:

@@ -62,9 +62,19 @@ class VocObject:
 
 
 def parse_voc_xml(path: Path, data: bytes | None = None) -> list[VocObject]:
-    """The objects of one VOC annotation file (``data``: its bytes, if already read)."""
+    """The objects of one VOC annotation file (``data``: its bytes, if already read).
+
+    A document type declaration is refused before parsing: VOC annotations never have one, and
+    entity definitions are how XML bombs (billion laughs, quadratic blow-up) and external
+    entities get in. Parsing time and memory stay bounded by the file's size."""
+    data = path.read_bytes() if data is None else data
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise DatasetFormatError(
+            f"{path}: declares a document type or entities, which VOC annotations never do; "
+            "refused (an XML entity-expansion bomb or external entity would hide there)"
+        )
     try:
-        tree = ET.fromstring(path.read_bytes() if data is None else data)
+        tree = ET.fromstring(data)
     except ET.ParseError as err:
         raise DatasetFormatError(f"{path}: not a valid annotation XML ({err})") from err
     objects = []

@@ -7,9 +7,11 @@ class names into word vectors x_c (GloVe, MiniLM or one-hot).
 from __future__ import annotations
 
 from ssgrl.graph.cooccurrence import (
+    GraphMismatchError,
     GraphOptions,
     LabelGraph,
     build_label_graph,
+    graph_differences,
     graph_from_labels,
     matrix_sha256,
 )
@@ -25,11 +27,13 @@ from ssgrl.graph.embeddings import (
 __all__ = [
     "SOURCES",
     "EmbeddingOptions",
+    "GraphMismatchError",
     "GraphOptions",
     "LabelEmbeddings",
     "LabelGraph",
     "build_label_graph",
     "embed_class_names",
+    "graph_differences",
     "graph_from_labels",
     "matrix_sha256",
     "segment",

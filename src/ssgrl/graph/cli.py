@@ -16,6 +16,7 @@ Exit code 0 on success, 2 on unusable input (the message on stderr names the fil
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,8 @@ def resolve_source(
     split = args.split if args.split is not None else data.get("train_split") or "train"
     options = dict(data.get("dataset_options") or {})
     options.update(parse_options(args.option))
-    graph = GraphOptions(
+    graph = dataclasses.replace(
+        graph,
         diagonal=graph.diagonal if args.diagonal is None else args.diagonal,
         threshold=graph.threshold if args.threshold is None else args.threshold,
         reweight=graph.reweight if args.reweight is None else args.reweight,

@@ -120,17 +120,66 @@ class LabelGraph:
 
 @dataclass(frozen=True)
 class GraphOptions:
-    """How the graph is built from training labels: the config's ``model.graph`` section."""
+    """How the graph is built from training labels: the config's ``model.graph`` section.
+
+    ``file``: use a ``graph.json`` written by ``ssgrl graph`` instead of counting; it must have
+    been counted on this very training split (same classes, split, image count, options),
+    else it is refused with what differs."""
 
     diagonal: Literal[0, 1] = 1
     threshold: float | None = None
     reweight: float | None = None
+    file: str | None = None
+
+
+class GraphMismatchError(ValueError):
+    """A saved graph that does not belong to the data it is used with."""
 
 
 def graph_from_labels(
     targets: np.ndarray, classes: Sequence[str], split: str, options: GraphOptions
 ) -> LabelGraph:
-    """The one way a run builds its label graph (``fit``, ``ssgrl graph`` and the demo)."""
+    """The one way a run gets its label graph (``fit``, ``ssgrl graph`` and the demo)."""
+    counted = _count(targets, classes, split, options)
+    if options.file is None:
+        return counted
+    saved = LabelGraph.load(options.file)
+    differences = graph_differences(saved, counted)
+    if differences:
+        raise GraphMismatchError(
+            f"model.graph.file {options.file} does not belong to this training data: "
+            + "; ".join(differences)
+            + ". Rebuild it with `ssgrl graph --config YOUR_CONFIG --out DIR`"
+        )
+    return saved
+
+
+def graph_differences(saved: LabelGraph | dict[str, Any], expected: LabelGraph) -> list[str]:
+    """What differs between a saved graph (or its provenance record) and the graph of the data:
+    class list, split, image count, options, matrix (sha256)."""
+    record = saved.to_dict() if isinstance(saved, LabelGraph) else dict(saved)
+    out: list[str] = []
+    classes = list(record.get("classes") or [])
+    if classes != list(expected.classes):
+        missing = [c for c in expected.classes if c not in classes]
+        extra = [c for c in classes if c not in expected.classes]
+        detail = f"missing {missing}, extra {extra}" if missing or extra else "another order"
+        out.append(f"classes differ ({detail})")
+    if record.get("split") != expected.split:
+        out.append(f"counted on split {record.get('split')!r}, this is {expected.split!r}")
+    if record.get("num_images") != expected.num_images:
+        out.append(f"{record.get('num_images')} images counted, this split has {expected.num_images}")
+    options = {k: (record.get("options") or {}).get(k) for k in ("diagonal", "threshold", "reweight")}
+    if options != {k: expected.options.get(k) for k in options}:
+        out.append(f"options {options}, configured {expected.options}")
+    if not out and record.get("sha256") != expected.sha256:
+        out.append("same split and options but other labels (matrix sha256 differs)")
+    return out
+
+
+def _count(
+    targets: np.ndarray, classes: Sequence[str], split: str, options: GraphOptions
+) -> LabelGraph:
     return build_label_graph(
         targets,
         classes,

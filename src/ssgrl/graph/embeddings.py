@@ -224,7 +224,7 @@ def glove50_vocab() -> dict[str, int]:
 @functools.cache
 def _glove50_matrix() -> np.ndarray:
     npy, _ = _glove50_files()
-    return np.load(npy, mmap_mode="r")  # (400000, 50) float32, memory-mapped
+    return np.load(npy, mmap_mode="r", allow_pickle=False)  # (400000, 50) float32, memory-mapped
 
 
 def _embed_glove50(classes: Sequence[str]) -> LabelEmbeddings:
