@@ -10,6 +10,7 @@ the data came from and the package version. ``load_model`` needs nothing but the
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import tempfile
@@ -344,6 +345,13 @@ def write_checkpoint(
         "global_step": 0,
     }
     attach_meta(data, meta)
+    return save_atomically(data, path, overwrite=overwrite)
+
+
+def save_atomically(data: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:
+    """``torch.save`` into ``path`` so that no reader ever sees a half-written file: a temporary
+    file in the same folder, fsync, then rename. Without ``overwrite`` an existing file is never
+    replaced, also one that appears meanwhile (the finished file is hard-linked into place)."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another path or pass overwrite")
@@ -354,9 +362,19 @@ def write_checkpoint(
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists; choose another path") from None
+            except OSError:  # no hard links on this file system
+                if path.exists():
+                    raise FileExistsError(f"{path} exists; choose another path") from None
+                os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
     return path
 
@@ -376,5 +394,6 @@ __all__ = [
     "package_version",
     "plain_data",
     "read_checkpoint",
+    "save_atomically",
     "write_checkpoint",
 ]

@@ -214,16 +214,25 @@ def test_predict_mix_of_good_corrupt_and_non_image(
         "corrupt.jpg" in by_image["corrupt.jpg"]["error"]
         and "notes.md" in by_image["notes.md"]["error"]
     )
+    assert set(by_image["notes.md"]) == {"image", "error"}
     predictor = Predictor(ckpt)
+    names = predictor.class_names
     for path in good:
         row = by_image[path.name]
-        assert len(row["labels"]) == 2 and set(row["scores"]) == set(predictor.class_names)
+        assert set(row) == {"image", "predicted", "labels"}
+        # every class, best first, with its score, the threshold used and the decision
+        assert sorted(entry["label"] for entry in row["labels"]) == sorted(names)
         expected = predictor.predict_images([Image.open(path).convert("RGB")])[0]
-        got = np.array([row["scores"][c] for c in predictor.class_names])
+        got = np.array([next(e["score"] for e in row["labels"] if e["label"] == c) for c in names])
         np.testing.assert_allclose(got, expected, atol=1e-6)
-        best2 = [predictor.class_names[i] for i in np.argsort(-expected)[:2]]
-        assert row["labels"] == best2
+        scores = [entry["score"] for entry in row["labels"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(entry["threshold"] == 0 for entry in row["labels"])
+        best2 = [names[i] for i in np.argsort(-expected)[:2]]
+        assert row["predicted"] == best2  # --threshold 0 keeps all, --top-k 2 the best two
+        assert [e["label"] for e in row["labels"] if e["predicted"]] == best2
     assert "images/s" in captured.err and "corrupt.jpg" in captured.err
+    assert "thresholds: one threshold for every class: 0 (given)" in captured.err
 
 
 def test_predict_all_good_exit_zero_and_csv(
@@ -245,8 +254,11 @@ def test_predict_all_good_exit_zero_and_csv(
     )
     out = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert out[0].startswith("image,labels,error,")
+    names = Predictor(fitted / "checkpoints" / "best.ckpt").class_names
+    header = ["image", "predicted", "error", *names, *(f"{c}:threshold" for c in names)]
+    assert out[0] == ",".join(header)
     assert len(out) == 3 and out[1].split(",")[0].endswith("img_0.png")
+    assert all(len(line.split(",")) == len(header) for line in out[1:])
 
 
 def test_explain_writes_picture(fitted: Path, tmp_path: Path) -> None:

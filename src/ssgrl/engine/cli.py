@@ -157,11 +157,33 @@ class SSGRLCLI(LightningCLI):
             else f"cached: computed once under precision {self.trainer.precision}, exactly as a "
             "step computes them",
             "checkpoint_selected_on": selected_on,
+            "thresholds": self._threshold_card(),
         }
         if metrics is not None and metrics.get("top_k_effective") != ev.top_k:
             card["top_k_note"] = (
                 f"top_k {ev.top_k} clamped to the number of classes ({metrics['top_k_effective']})"
             )
+        return card
+
+    def _threshold_card(self) -> dict[str, Any]:
+        """The decision thresholds behind CP..OF1: the global one, and the checkpoint's fitted
+        per-class ones (``metrics.at_fitted_thresholds``) when it has them."""
+        module: SSGRLModule = self.model
+        card: dict[str, Any] = {"global": module.evaluation.threshold, "fitted": None}
+        if self.subcommand == "fit":
+            card["note"] = (
+                "best.ckpt and last.ckpt each hold per-class max-F1 thresholds fitted on the "
+                "validation predictions of their own weights (none without a validation split)"
+            )
+            return card
+        th = None if module.meta is None else module.meta.thresholds
+        if th is None:
+            card["note"] = (
+                "the checkpoint has no fitted thresholds: metrics at the global threshold only "
+                "(`ssgrl calibrate` fits them)"
+            )
+        else:
+            card["fitted"] = {"fitted_on": th.fitted_on, "method": th.method}
         return card
 
     def _selected_on(self, ckpt: str | None) -> str | None:

@@ -21,6 +21,7 @@ from ssgrl.checkpoint import (
     CheckpointError,
     CheckpointMeta,
     Network,
+    Thresholds,
     attach_meta,
     network_skeleton,
     read_checkpoint,
@@ -28,7 +29,8 @@ from ssgrl.checkpoint import (
 from ssgrl.data.datamodule import Batch, SSGRLDataModule
 from ssgrl.engine.build import build_network, resolve_model_config, resolve_preprocessing
 from ssgrl.graph import EmbeddingOptions, GraphOptions
-from ssgrl.metrics import compute_metrics
+from ssgrl.inference.thresholds import fit_thresholds, metrics_at_thresholds, probabilities
+from ssgrl.metrics import PRF_KEYS, compute_metrics
 from ssgrl.models.factory import ModelConfig
 
 Optimizer = Literal["adam", "adamw", "sgd"]
@@ -113,6 +115,7 @@ class SSGRLModule(L.LightningModule):
         self.checkpoint_to_evaluate: str | None = None  # set by `ssgrl validate/test --ckpt_path`
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.results: dict[str, dict[str, Any]] = {}
+        self._fitted: tuple[int, Thresholds | None] | None = None  # (global_step, thresholds)
 
     # -- building ------------------------------------------------------------------------------
     @property
@@ -212,7 +215,40 @@ class SSGRLModule(L.LightningModule):
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = dataclasses.replace(self._meta, config=self.run_config or dict(self.hparams))
+        if self.trainer.state.fn == "fit":
+            # each checkpoint (best and last) carries thresholds fitted on the validation
+            # predictions of its own weights; none without a validation of these weights
+            meta = dataclasses.replace(meta, thresholds=self.fitted_thresholds())
         attach_meta(checkpoint, meta)
+
+    def fitted_thresholds(self) -> Thresholds | None:
+        """Per-class max-F1 thresholds fitted on the validation split's predictions of the
+        current weights (``results["val"]`` of this global step); None when there are none:
+        no validation split, unlabelled, a sanity check, or a validation of other weights."""
+        step = self.trainer.global_step
+        if self._fitted is not None and self._fitted[0] == step:
+            return self._fitted[1]
+        val = self.results.get("val") or {}
+        dm = self.datamodule
+        name = dm.split_names["val"]
+        thresholds = None
+        if (
+            val.get("target") is not None
+            and val.get("global_step") == step
+            and not val.get("sanity")
+            and name is not None
+            and name != dm.split_names["test"]  # never fitted on the test split
+        ):
+            fitted_on = f"{dm.dataset}:{name}, epoch {val['epoch']}, {len(val['target'])} images"
+            thresholds = fit_thresholds(
+                probabilities(val["logits"]),
+                val["target"],
+                self._meta.class_names,
+                fitted_on,
+                global_threshold=self.evaluation.threshold,
+            ).thresholds
+        self._fitted = (step, thresholds)
+        return thresholds
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "ssgrl" not in checkpoint:
@@ -319,11 +355,16 @@ class SSGRLModule(L.LightningModule):
                 top_k=ev.top_k,
                 logits=True,
             )
+        if self.trainer.state.fn != "fit":  # validate/test a checkpoint: its own thresholds too
+            metrics["at_fitted_thresholds"] = self._at_fitted_thresholds(logits, target)
         self.results[stage] = {
             "logits": logits,
             "index": index,
             "target": target,
             "metrics": metrics,
+            "epoch": self.current_epoch,
+            "global_step": self.trainer.global_step,
+            "sanity": self.trainer.sanity_checking,
         }
         k = metrics["top_k_effective"]
         scalars = {
@@ -334,9 +375,25 @@ class SSGRLModule(L.LightningModule):
             scalars.update(
                 {f"{stage}/{variant}_{n}": float(v) for n, v in metrics[variant].items()}
             )
+        fitted = metrics.get("at_fitted_thresholds")
+        if fitted is not None:
+            scalars.update({f"{stage}/fitted_{n}": float(fitted[n]) for n in PRF_KEYS})
         self.log_dict(scalars, rank_zero_only=True)
         self.log(f"{stage}/mAP", float(metrics["mAP"]), prog_bar=True, rank_zero_only=True)
         return metrics
+
+    def _at_fitted_thresholds(
+        self, logits: np.ndarray, target: np.ndarray
+    ) -> dict[str, Any] | None:
+        """CP..OF1 (percent) at the checkpoint's per-class thresholds, None when it has none."""
+        th = self._meta.thresholds
+        if th is None:
+            return None
+        return {
+            **metrics_at_thresholds(probabilities(logits), target, th.values),
+            "fitted_on": th.fitted_on,
+            "method": th.method,
+        }
 
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val")

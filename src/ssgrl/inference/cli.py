@@ -1,4 +1,15 @@
-"""``ssgrl predict --checkpoint CKPT INPUT...``: one JSON line (or CSV row) per image."""
+"""``ssgrl predict --checkpoint CKPT INPUT...``: one JSON line (or CSV row) per image.
+
+Labels are decided per class by the checkpoint's fitted thresholds (``CheckpointMeta.thresholds``)
+when it has them, else at 0.5; ``--threshold`` sets one value for every class instead. Which
+thresholds are used is printed on standard error.
+
+JSON lines: ``ssgrl.inference.output.prediction_record`` per image, ``{"image", "predicted",
+"labels": [{"label", "score", "threshold", "predicted"}, ...]}`` (labels best first), or
+``{"image", "error"}``. CSV: one row per image, columns ``image``, ``predicted`` (the predicted
+labels best first, joined by ``|``), ``error``, then one score column per class (named after the
+class, in class order), then one ``<class>:threshold`` column per class (the threshold used).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +20,11 @@ import sys
 import time
 from typing import IO
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from ssgrl.inference.predictor import Prediction, Predictor, collect_inputs, select_labels
+from ssgrl.inference.output import prediction_record
+from ssgrl.inference.predictor import Prediction, Predictor, collect_inputs
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,12 +34,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="INPUT",
         help="image files, folders (searched recursively) or text files of paths (.txt/.lst, one per line)",
     )
-    parser.add_argument("--checkpoint", required=True, help="an ssgrl checkpoint (.ckpt)")
+    parser.add_argument(
+        "--checkpoint", required=True, help="an ssgrl checkpoint (.ckpt) or an exported .onnx"
+    )
     parser.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
-        help="labels are the classes with probability >= this (default 0.5)",
+        default=None,
+        help="one threshold for every class: labels are the classes with probability >= this "
+        "(default: the checkpoint's fitted per-class thresholds, else 0.5)",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="what runs the network (default auto: onnx for a .onnx file, else torch)",
     )
     parser.add_argument(
         "--top-k", type=int, default=None, help="keep at most the K best labels per image"
@@ -44,28 +66,46 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def csv_header(class_names: list[str]) -> list[str]:
+    """``image, predicted, error, <class>... (scores), <class>:threshold...``"""
+    return ["image", "predicted", "error", *class_names, *(f"{c}:threshold" for c in class_names)]
+
+
 class _Writer:
-    def __init__(self, stream: IO[str], fmt: str, class_names: list[str]) -> None:
+    def __init__(
+        self,
+        stream: IO[str],
+        fmt: str,
+        class_names: list[str],
+        thresholds: np.ndarray,
+        top_k: int | None,
+    ) -> None:
         self.stream, self.fmt, self.class_names = stream, fmt, class_names
+        self.thresholds, self.top_k = thresholds, top_k
         self.csv = csv.writer(stream) if fmt == "csv" else None
         if self.csv is not None:
-            self.csv.writerow(["image", "labels", "error", *class_names])
+            self.csv.writerow(csv_header(class_names))
+        self.threshold_cells = [f"{t:.6f}" for t in thresholds]
 
-    def write(self, pred: Prediction, labels: list[str]) -> None:
-        if self.csv is not None:
-            values = [] if pred.probabilities is None else [f"{v:.6f}" for v in pred.probabilities]
-            self.csv.writerow([pred.image, "|".join(labels), pred.error or "", *values])
-        elif pred.error is not None:
-            self.stream.write(json.dumps({"image": pred.image, "error": pred.error}) + "\n")
+    def write(self, pred: Prediction) -> None:
+        if pred.error is not None:
+            if self.csv is not None:
+                empty = [""] * len(self.class_names)
+                self.csv.writerow([pred.image, "", pred.error, *empty, *self.threshold_cells])
+            else:
+                self.stream.write(json.dumps({"image": pred.image, "error": pred.error}) + "\n")
         else:
             assert pred.probabilities is not None
-            named = {
-                n: round(float(v), 6)
-                for n, v in zip(self.class_names, pred.probabilities, strict=True)
-            }
-            self.stream.write(
-                json.dumps({"image": pred.image, "labels": labels, "scores": named}) + "\n"
+            record = prediction_record(
+                pred.image, pred.probabilities, self.class_names, self.thresholds, self.top_k
             )
+            if self.csv is not None:
+                scores = [f"{v:.6f}" for v in pred.probabilities]
+                self.csv.writerow(
+                    [pred.image, "|".join(record["predicted"]), "", *scores, *self.threshold_cells]
+                )
+            else:
+                self.stream.write(json.dumps(record) + "\n")
         self.stream.flush()
 
 
@@ -77,10 +117,13 @@ def run(args: argparse.Namespace) -> int:
         print("ssgrl predict: error: --top-k must be >= 1", file=sys.stderr)
         return 2
     try:
-        predictor = Predictor(args.checkpoint, device=args.device)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        predictor = Predictor(
+            args.checkpoint, device=args.device, engine=args.engine, threshold=args.threshold
+        )
+    except (FileNotFoundError, ImportError, ValueError, RuntimeError) as err:
         print(f"ssgrl predict: error: {err}", file=sys.stderr)
         return 2
+    print(f"ssgrl predict: thresholds: {predictor.threshold_source}", file=sys.stderr)
     paths = collect_inputs(args.inputs)
     if not paths:
         print(f"ssgrl predict: error: no images found in {' '.join(args.inputs)}", file=sys.stderr)
@@ -90,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"ssgrl predict: error: cannot write {args.output}: {err}", file=sys.stderr)
         return 2
-    writer = _Writer(out, args.format, predictor.class_names)
+    writer = _Writer(out, args.format, predictor.class_names, predictor.thresholds, args.top_k)
     failed = done = 0
     start = time.perf_counter()
     try:
@@ -102,17 +145,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         for pred in predictor.predict_paths(paths, batch_size=args.batch_size):
-            labels: list[str] = []
             if pred.error is not None:
                 failed += 1
                 print(f"ssgrl predict: {pred.error}", file=sys.stderr)
             else:
-                assert pred.probabilities is not None
                 done += 1
-                labels = select_labels(
-                    pred.probabilities, predictor.class_names, args.threshold, args.top_k
-                )
-            writer.write(pred, labels)
+            writer.write(pred)
             bar.update(1)
         bar.close()
     finally:

@@ -41,8 +41,10 @@ class MultilabelCounts(NamedTuple):
     gt: CountArray
 
 
-def threshold_predictions(probs: npt.ArrayLike, threshold: float = 0.5) -> BoolArray:
-    """(N, C) predictions: probability >= threshold."""
+def threshold_predictions(
+    probs: npt.ArrayLike, threshold: float | npt.ArrayLike = 0.5
+) -> BoolArray:
+    """(N, C) predictions: probability >= threshold (one value, or (C,) values: one per class)."""
     return np.asarray(probs) >= threshold
 
 
