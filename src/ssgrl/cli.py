@@ -15,10 +15,13 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("ssgrl.inference.cli", "predict the labels of images, folders or path lists"),
     "explain": ("ssgrl.viz.cli", "draw one attention-map overlay per class for an image"),
+    "export": ("ssgrl.inference.export", "export a checkpoint to ONNX (onnxruntime, no PyTorch)"),
+    "serve": ("ssgrl.inference.server", "an HTTP service and web page: labels and attention"),
     "metrics": ("ssgrl.metrics.cli", "score saved predictions (mAP, CP/CR/CF1, OP/OR/OF1)"),
     "graph": ("ssgrl.graph.cli", "build the label co-occurrence graph of a split"),
     "demo": ("ssgrl.demo", "generate data, train SSGRL and a baseline, write a report"),
     "import-official": ("ssgrl.engine.official", "convert the authors' released checkpoint"),
+    "calibrate": ("ssgrl.inference.calibrate", "fit per-class thresholds on the validation split"),
 }
 
 
