@@ -331,3 +331,16 @@ def test_predict_refuses_empty_input_and_unwritable_output(fitted: Path, tmp_pat
     (image,) = _images(tmp_path / "imgs", 1)
     bad_out = str(tmp_path / "missing" / "dir" / "out.jsonl")
     assert main(["predict", "--checkpoint", ckpt, str(image), "-o", bad_out, "--no-progress"]) == 2
+
+
+def test_command_line_evaluation_options_apply_to_a_checkpoint(fitted: Path, tmp_path: Path) -> None:
+    """``--model.evaluation.*`` given with ``--ckpt_path`` is what the test run uses (LightningCLI
+    would replace it by the checkpoint's hyper-parameters if checkpoints carried them)."""
+    run = tmp_path / "voc-ap"
+    args = ["test", "--config", str(fitted / "config.yaml")]
+    args += ["--ckpt_path", str(fitted / "checkpoints" / "best.ckpt"), "--run_dir", str(run)]
+    args += ["--model.evaluation.ap_mode", "voc", "--model.evaluation.top_k", "2"]
+    assert main([*args, "--trainer.enable_progress_bar", "false"]) == 0
+    result = json.loads((run / "metrics.json").read_text())
+    assert result["metrics"]["ap_mode"] == "voc" and result["protocol"]["ap_mode"] == "voc"
+    assert "top2" in result["metrics"]

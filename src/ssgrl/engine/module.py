@@ -1,7 +1,18 @@
 """The LightningModule: handed a network config, it builds the network with
 ``ssgrl.engine.build`` (from the training split, or from a checkpoint when it only evaluates),
 then keeps loss, steps, evaluation and optimisers. Loops, devices, precision, checkpointing and
-logging come from the Trainer; feature caching is a Callback (``ssgrl.engine.features``)."""
+logging come from the Trainer; feature caching is a Callback (``ssgrl.engine.features``).
+
+Several processes (``--trainer.strategy ddp``): the training loss is the mean over the entries
+of the *global* batch (every process's part), and the duplicates a ``DistributedSampler`` pads
+the last shard with are left out of it, so a step of N processes with batch b each is the step
+of one process with batch N*b. Validation and test gather every process's outputs and count
+each image once. A non-finite loss skips the step on every process alike (the decision is taken
+on the all-reduced loss), up to ``model.optim.max_nonfinite_steps`` in a row; one more stops
+training with the step and the batch's sample ids. No checkpoint with non-finite weights is
+written. Resuming (``fit --ckpt_path``) with data whose classes or label graph differ from the
+checkpoint's is refused with what differs.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +27,8 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DistributedSampler
 
 from ssgrl.checkpoint import (
     CheckpointError,
@@ -28,7 +41,8 @@ from ssgrl.checkpoint import (
 )
 from ssgrl.data.datamodule import Batch, SSGRLDataModule
 from ssgrl.engine.build import build_network, resolve_model_config, resolve_preprocessing
-from ssgrl.graph import EmbeddingOptions, GraphOptions
+from ssgrl.graph import EmbeddingOptions, GraphOptions, LabelGraph
+from ssgrl.graph.cooccurrence import graph_differences
 from ssgrl.inference.thresholds import fit_thresholds, metrics_at_thresholds, probabilities
 from ssgrl.metrics import PRF_KEYS, compute_metrics
 from ssgrl.models.factory import ModelConfig
@@ -47,6 +61,9 @@ class OptimConfig:
     scheduler: Scheduler = "none"  # plateau watches val/mAP; onecycle/cosine step per batch
     plateau_patience: int = 2
     plateau_factor: float = 0.1
+    # a NaN/inf loss skips its step (no update); this many in a row are skipped,
+    # one more stops training with the step and the ids of the batch's samples
+    max_nonfinite_steps: int = 3
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,23 @@ class EvalConfig:
     ap_mode: Literal["noninterp", "voc", "voc07"] = "noninterp"
     threshold: float = 0.5
     top_k: int = 3
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped: the loss was NaN or infinite for more steps in a row than
+    ``model.optim.max_nonfinite_steps``; the message names the step and the batch's samples."""
+
+
+class NonFiniteWeightsError(RuntimeError):
+    """A checkpoint was about to be written with NaN or infinite weights (it is not written)."""
+
+
+class NonFiniteLossWarning(UserWarning):
+    """A step was skipped because its loss was NaN or infinite."""
+
+
+# train/loss is logged as the global batch's loss, already the same on every process
+warnings.filterwarnings("ignore", message=r".*self\.log\('train/loss', \.\.\., sync_dist=True\)")
 
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -99,6 +133,11 @@ class SSGRLModule(L.LightningModule):
         self.embedding_options: EmbeddingOptions = _as(EmbeddingOptions, embeddings)
         self.optim: OptimConfig = _as(OptimConfig, optim)
         self.evaluation: EvalConfig = _as(EvalConfig, evaluation)
+        if self.optim.max_nonfinite_steps < 0:
+            raise ValueError(
+                "model.optim.max_nonfinite_steps must be >= 0 (0: stop at the first non-finite "
+                f"loss), got {self.optim.max_nonfinite_steps}"
+            )
         self.save_hyperparameters(
             {
                 "net": self.model_config.to_dict(),
@@ -116,6 +155,10 @@ class SSGRLModule(L.LightningModule):
         self._outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self.results: dict[str, dict[str, Any]] = {}
         self._fitted: tuple[int, Thresholds | None] | None = None  # (global_step, thresholds)
+        self.label_graph: LabelGraph | None = None  # the graph counted on the configured data
+        self.nonfinite_in_a_row = 0
+        self.skipped_steps: list[int] = []  # global steps skipped for a non-finite loss
+        self._skip_step = False
 
     # -- building ------------------------------------------------------------------------------
     @property
@@ -184,6 +227,7 @@ class SSGRLModule(L.LightningModule):
             },
         )
         self.net, self.meta = result.net, result.meta
+        self.label_graph = result.graph
         if result.embeddings is not None and load_pretrained:
             lines = "\n  ".join(result.embeddings.describe())
             self.print(f"label embeddings ({result.embeddings.source}) from the words:\n  {lines}")
@@ -214,12 +258,24 @@ class SSGRLModule(L.LightningModule):
 
     # -- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        bad = _nonfinite_tensors(checkpoint.get("state_dict") or {})
+        if bad:
+            raise NonFiniteWeightsError(
+                f"refusing to write a checkpoint (global step {checkpoint.get('global_step')}, "
+                f"epoch {checkpoint.get('epoch')}): the weights are not finite "
+                f"({_describe_nonfinite(bad)}). "
+                "Training diverged: lower model.optim.lr, or train at trainer.precision 32-true"
+            )
         meta = dataclasses.replace(self._meta, config=self.run_config or dict(self.hparams))
         if self.trainer.state.fn == "fit":
             # each checkpoint (best and last) carries thresholds fitted on the validation
             # predictions of its own weights; none without a validation of these weights
             meta = dataclasses.replace(meta, thresholds=self.fitted_thresholds())
         attach_meta(checkpoint, meta)
+        # The run's config travels in the ssgrl block. Lightning's own copy of the module's
+        # arguments would make LightningCLI replace the model options given with --ckpt_path
+        # (evaluation settings, a changed graph on resume) by the checkpoint's, silently.
+        checkpoint.pop("hyper_parameters", None)
 
     def fitted_thresholds(self) -> Thresholds | None:
         """Per-class max-F1 thresholds fitted on the validation split's predictions of the
@@ -265,7 +321,35 @@ class SSGRLModule(L.LightningModule):
                 f"the checkpoint's network differs from the configured one: "
                 f"{_diff(current.model, meta.model)}"
             )
+        if self.trainer.state.fn == "fit":
+            self._check_resumed_graph(meta)
         self.meta = meta
+
+    def _check_resumed_graph(self, meta: CheckpointMeta) -> None:
+        """Resuming continues training with the checkpoint's label graph (its adjacency is in the
+        restored weights): refused unless the configured data counts the very same graph.
+        Evaluation never rebuilds the graph, so ``validate``/``test`` of other data with the
+        same classes is allowed."""
+        counted = self.label_graph
+        if meta.graph is None and counted is None:  # the baseline: no graph
+            return
+        where = f"checkpoint {self.trainer.ckpt_path}" if self.trainer.ckpt_path else "checkpoint"
+        if meta.graph is None or counted is None:
+            has = "has no label graph" if meta.graph is None else "has a label graph"
+            raise CheckpointError(
+                f"cannot resume from {where}: it {has}, the configured model does not agree"
+            )
+        differences = graph_differences(meta.graph, counted)
+        if differences:
+            raise CheckpointError(
+                f"cannot resume from {where} on this data: its label graph was counted on other "
+                f"data than the graph of the configured training split ({counted.split}, "
+                f"{counted.num_images} images): "
+                + "; ".join(differences)
+                + ". Resume with the data and model.graph options it was trained with, or start "
+                "a new fit (without --ckpt_path); `ssgrl validate/test --ckpt_path` may evaluate "
+                "it on other data with the same classes"
+            )
 
     # -- steps ---------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -276,28 +360,146 @@ class SSGRLModule(L.LightningModule):
             return self._net.head(batch["features"])
         return self._net(batch["image"])
 
-    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = masked_bce(self._logits(batch), batch["target"])
+    def on_fit_start(self) -> None:
+        self.nonfinite_in_a_row = 0
+        self.skipped_steps = []
+
+    def on_train_epoch_end(self) -> None:
+        # steps skipped for a non-finite loss so far (the same count on every process)
+        self.log("train/skipped_steps", float(len(self.skipped_steps)), sync_dist=True)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
+        """The masked BCE averaged over the global batch; ``counted``: the indices of the
+        batch's samples in the loss (a DistributedSampler's padding duplicates are not).
+
+        Each process returns its entries' loss sum times the number of processes over the
+        global entry count; the data-parallel gradient average then gives the gradient of the
+        global mean, whatever the split of entries (ignored targets, an uneven last batch).
+
+        A non-finite global loss skips the step (``skipped``: True): Lightning refuses a None
+        from ``training_step`` under several processes, so the step returns a loss whose
+        gradient is exactly zero and that reaches no activation (no backward through the
+        network; every process still takes part in the gradient all-reduce), and
+        ``optimizer_step`` leaves the optimizer alone: no update, no momentum or weight decay."""
+        logits = self._logits(batch)
+        target = batch["target"]
+        counted = self._not_padding(batch_idx, len(target), target.device)
+        mask = (target >= 0) & counted[:, None]
+        entries = F.binary_cross_entropy_with_logits(logits, target.clamp(min=0), reduction="none")
+        entries = torch.where(mask, entries, torch.zeros_like(entries))
+        local_sum = entries.sum()
+        stats = torch.stack([local_sum.detach().float(), mask.sum().float(), counted.sum().float()])
+        # one all-reduce: the global batch's loss sum, entry count and sample count
+        total, count, samples = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        count = count.clamp(min=1)
+        if not bool(torch.isfinite(total)):  # the same decision on every process
+            self._skip_nonfinite(batch, batch_idx, entries, counted, float(total))
+            self._skip_step = True
+            trainable = [p for p in self._net.parameters() if p.requires_grad]
+            zero = torch.stack([p.sum() for p in trainable]).sum() * 0.0
+            return {"loss": zero, "counted": batch["index"][:0], "skipped": True}
+        self.nonfinite_in_a_row = 0
+        self._skip_step = False
+        loss = local_sum * self.trainer.world_size / count
         self.log(
             "train/loss",
-            loss,
+            float(total / count),  # the global batch's loss, the same on every process
             prog_bar=True,
             on_step=True,
             on_epoch=True,
-            batch_size=len(batch["target"]),
+            batch_size=max(int(samples), 1),
         )
-        return loss
+        return {"loss": loss, "counted": batch["index"][counted].detach(), "skipped": False}
+
+    def optimizer_step(
+        self,
+        epoch: int,
+        batch_idx: int,
+        optimizer: Any,
+        optimizer_closure: Any = None,
+    ) -> None:
+        """The optimizer's step, unless the step's loss was not finite (see ``training_step``).
+        The closure (training step and backward) runs first either way, once."""
+        if optimizer_closure is None:
+            optimizer.step()
+            return
+        result = optimizer_closure()
+        if self._skip_step:
+            self._skip_step = False
+            return
+        optimizer.step(closure=lambda: result)
+
+    def _not_padding(self, batch_idx: int, size: int, device: torch.device) -> torch.Tensor:
+        """(B,) bool: False for the samples a DistributedSampler repeated to give every process
+        equal shards (they are counted on the process that drew them first)."""
+        keep = torch.ones(size, dtype=torch.bool, device=device)
+        loader = self.trainer.train_dataloader
+        sampler = getattr(loader, "sampler", None)
+        batch_size = getattr(loader, "batch_size", None)
+        if not isinstance(sampler, DistributedSampler) or sampler.drop_last or not batch_size:
+            return keep
+        n = len(sampler.dataset)  # type: ignore[arg-type]
+        if sampler.total_size <= n:
+            return keep
+        local = batch_idx * batch_size + torch.arange(size, device=device)
+        if int(local[-1]) >= sampler.num_samples:  # not the sampler's order (e.g. mid-epoch)
+            return keep
+        position = local * sampler.num_replicas + sampler.rank  # in the padded global order
+        return position < n
+
+    def _skip_nonfinite(
+        self,
+        batch: Batch,
+        batch_idx: int,
+        entries: torch.Tensor,
+        counted: torch.Tensor,
+        total: float,
+    ) -> None:
+        """Skip this step (every process does), or stop after too many in a row."""
+        self.nonfinite_in_a_row += 1
+        step = self.trainer.global_step
+        limit = self.optim.max_nonfinite_steps
+        bad_rows = ~torch.isfinite(entries).all(dim=1) & counted
+        ids, bad_ids = self._batch_ids(batch["index"][counted], batch["index"][bad_rows])
+        where = f"step {step} (epoch {self.current_epoch}, batch {batch_idx})"
+        samples = f"the batch's samples: {_id_list(ids)}" + (
+            f"; not finite for {_id_list(bad_ids)}" if bad_ids else ""
+        )
+        if self.nonfinite_in_a_row > limit:
+            weights = _nonfinite_tensors(self._net.state_dict())
+            cause = (
+                f" The weights are not finite ({_describe_nonfinite(weights)}): training "
+                "diverged at an earlier step; lower model.optim.lr."
+                if weights
+                else " Check these images and their labels, lower model.optim.lr, or train at "
+                "trainer.precision 32-true."
+            )
+            raise NonFiniteLossError(
+                f"training stopped at {where}: the loss was not finite ({total}) at "
+                f"{self.nonfinite_in_a_row} steps in a row, more than model.optim."
+                f"max_nonfinite_steps = {limit}; {samples}.{cause}"
+            )
+        self.skipped_steps.append(step)
+        rank_zero_warn(
+            f"{where}: the loss is not finite ({total}); the step is skipped, no update "
+            f"({self.nonfinite_in_a_row} in a row, at most {limit}: model.optim."
+            f"max_nonfinite_steps); {samples}",
+            category=NonFiniteLossWarning,
+        )
+
+    def _batch_ids(self, *indices: torch.Tensor) -> list[list[str]]:
+        """Each of ``indices`` (this process's part of the batch) as the training split's image
+        ids of the whole global batch, in order, each once."""
+        ids = self.datamodule.load("train").ids
+        out = []
+        for index in indices:
+            merged = _gather_rows(self, index) if self.trainer.world_size > 1 else index
+            unique = dict.fromkeys(int(i) for i in merged.cpu().tolist())
+            out.append([str(ids[i]) for i in sorted(unique)])
+        return out
 
     def _eval_step(self, batch: Batch) -> None:
         logits = self._logits(batch)
-        loss = masked_bce(logits, batch["target"])
-        self.log(
-            f"{self._stage}/loss",
-            loss,
-            prog_bar=True,
-            batch_size=len(batch["target"]),
-            sync_dist=True,
-        )
         self._outputs.append(
             (logits.detach().float(), batch["target"].detach(), batch["index"].detach())
         )
@@ -343,6 +545,8 @@ class SSGRLModule(L.LightningModule):
             self.results[stage] = {"logits": logits, "index": index, "metrics": None}
             return None
         ev = self.evaluation
+        # the split's loss from the gathered outputs: each image once, whatever the processes
+        loss = float(masked_bce(torch.from_numpy(logits), torch.from_numpy(target).float()))
         with warnings.catch_warnings():
             if self.trainer.sanity_checking:
                 warnings.simplefilter("ignore")
@@ -378,8 +582,11 @@ class SSGRLModule(L.LightningModule):
         fitted = metrics.get("at_fitted_thresholds")
         if fitted is not None:
             scalars.update({f"{stage}/fitted_{n}": float(fitted[n]) for n in PRF_KEYS})
-        self.log_dict(scalars, rank_zero_only=True)
-        self.log(f"{stage}/mAP", float(metrics["mAP"]), prog_bar=True, rank_zero_only=True)
+        # every process holds the gathered outputs and logs the same values, so a callback
+        # monitoring val/mAP decides alike on every process (the mean of equal values is exact)
+        self.log_dict(scalars, sync_dist=True)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/mAP", float(metrics["mAP"]), prog_bar=True, sync_dist=True)
         return metrics
 
     def _at_fitted_thresholds(
@@ -443,10 +650,54 @@ def _diff(a: ModelConfig, b: ModelConfig) -> str:
     return ", ".join(f"{k}: {da[k]!r} -> {db[k]!r}" for k in da if da[k] != db[k]) or "same"
 
 
+def _nonfinite_tensors(state: dict[str, Any]) -> dict[str, int]:
+    """Name -> number of NaN/inf entries, for the floating tensors of ``state`` that have any."""
+    out = {}
+    for name, value in state.items():
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        t = value.detach()
+        # a NaN/inf anywhere makes the sum non-finite: counted exactly only then (fast otherwise)
+        if t.numel() and not bool(torch.isfinite(t.sum())):  # (an overflow: counted, 0)
+            n = int((~torch.isfinite(t)).sum())
+            if n:
+                out[name] = n
+    return out
+
+
+def _describe_nonfinite(bad: dict[str, int], most: int = 5) -> str:
+    listed = ", ".join(f"{name}: {n} NaN/inf" for name, n in list(bad.items())[:most])
+    more = f" and {len(bad) - most} more tensors" if len(bad) > most else ""
+    return listed + more
+
+
+def _id_list(ids: list[str], most: int = 32) -> str:
+    return ", ".join(ids[:most]) + (f" ... ({len(ids)} in all)" if len(ids) > most else "")
+
+
+def _gather_rows(module: L.LightningModule, rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` (n, ...) of every process, concatenated in rank order; n may differ."""
+    sizes = torch.as_tensor(module.all_gather(torch.tensor(len(rows), device=rows.device)))
+    longest = int(sizes.max())
+    padded = rows.new_zeros((longest, *rows.shape[1:]))
+    padded[: len(rows)] = rows
+    gathered = torch.as_tensor(module.all_gather(padded))  # (world, longest, ...)
+    return torch.cat([gathered[r, : int(n)] for r, n in enumerate(sizes.flatten())])
+
+
 def write_json(path: Path, data: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path
 
 
-__all__ = ["EvalConfig", "OptimConfig", "SSGRLModule", "masked_bce", "write_json"]
+__all__ = [
+    "EvalConfig",
+    "NonFiniteLossError",
+    "NonFiniteLossWarning",
+    "NonFiniteWeightsError",
+    "OptimConfig",
+    "SSGRLModule",
+    "masked_bce",
+    "write_json",
+]
