@@ -6,11 +6,19 @@ adjacency matrix and the label embeddings) plus ``checkpoint["ssgrl"]``, the pla
 ``CheckpointMeta``: class names, model config, preprocessing, the label graph's and the
 embeddings' provenance (with the words each class vector came from), per-class thresholds, where
 the data came from and the package version. ``load_model`` needs nothing but the file.
+
+Integrity: every checkpoint ssgrl writes (``save_atomically``: the Trainer's checkpoints through
+``ssgrl.engine.checkpoint_io``, ``write_checkpoint``, ``ssgrl calibrate``) appears complete or not
+at all (temporary file, fsync, rename), with a sidecar ``NAME.sha256`` in ``sha256sum`` format
+(``sha256sum -c NAME.sha256`` checks it by hand). Every reader verifies it first
+(``verify_checkpoint``), so a truncated or altered file is refused with its name; a file without
+a sidecar (written by an older ssgrl, or by hand) is read unverified.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import os
 import tempfile
@@ -242,6 +250,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], CheckpointMeta]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path}: no such file")
+    verify_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -351,7 +360,12 @@ def write_checkpoint(
 def save_atomically(data: dict[str, Any], path: str | Path, overwrite: bool = False) -> Path:
     """``torch.save`` into ``path`` so that no reader ever sees a half-written file: a temporary
     file in the same folder, fsync, then rename. Without ``overwrite`` an existing file is never
-    replaced, also one that appears meanwhile (the finished file is hard-linked into place)."""
+    replaced, also one that appears meanwhile (the finished file is hard-linked into place).
+
+    The sidecar ``NAME.sha256`` records the file's sha256. While a file is replaced the sidecar
+    lists the new and the old digest (new first), and only the new one once the rename is done,
+    so whenever the process stops, the file at ``path`` (old or new) verifies. An error (e.g. a
+    full disk) leaves the previous file and its sidecar as they were."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another path or pass overwrite")
@@ -359,10 +373,18 @@ def save_atomically(data: dict[str, Any], path: str | Path, overwrite: bool = Fa
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            _chmod_new(f.fileno())
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
+        digest = file_sha256(tmp)
         if overwrite:
+            # the old digest stays listed until the new file is in place
+            try:
+                previous = _recorded_digests(path) if path.exists() else []
+            except CheckpointError:  # a broken sidecar: the old file no longer verifies anyway
+                previous = []
+            _write_sidecar(path, [digest, *(d for d in previous if d != digest)])
             os.replace(tmp, path)
         else:
             try:
@@ -373,10 +395,120 @@ def save_atomically(data: dict[str, Any], path: str | Path, overwrite: bool = Fa
                 if path.exists():
                     raise FileExistsError(f"{path} exists; choose another path") from None
                 os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        _write_sidecar(path, [digest])
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
     return path
+
+
+# --- integrity: the sha256 sidecar ------------------------------------------------------------
+
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_path(path: str | Path) -> Path:
+    """The sidecar holding ``path``'s sha256: ``NAME.sha256`` next to it."""
+    path = Path(path)
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recorded_digests(path: Path) -> list[str]:
+    """The digests the sidecar of ``path`` accepts ([] without a sidecar); CheckpointError if
+    the sidecar is unreadable."""
+    sidecar = checksum_path(path)
+    try:
+        text = sidecar.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(
+            f"checkpoint {path}: its checksum file {sidecar} is unreadable ({err})"
+        ) from None
+    digests = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields[0]) != 64 or any(c not in "0123456789abcdef" for c in fields[0]):
+            raise CheckpointError(
+                f"checkpoint {path}: its checksum file {sidecar} is malformed ({line[:80]!r})"
+            )
+        digests.append(fields[0])
+    if not digests:
+        raise CheckpointError(f"checkpoint {path}: its checksum file {sidecar} is empty")
+    return digests
+
+
+def _write_sidecar(path: Path, digests: list[str]) -> None:
+    """``sha256sum`` lines for ``path``, written atomically (temporary file, fsync, rename)."""
+    sidecar = checksum_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=sidecar.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            _chmod_new(f.fileno())
+            f.write("".join(f"{d}  {path.name}\n" for d in digests))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, sidecar)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def _chmod_new(fd: int) -> None:
+    """Give a temporary file the mode ``open()`` gives a new file (0o666 less the umask), not
+    mkstemp's 0o600."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    with contextlib.suppress(AttributeError, OSError):  # no fchmod on this platform
+        os.fchmod(fd, 0o666 & ~umask)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the platform allows)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def verify_checkpoint(path: str | Path) -> str | None:
+    """Check ``path`` against its ``NAME.sha256`` sidecar: its digest, or None when there is no
+    sidecar (a file not written by ssgrl: read unverified). CheckpointError, naming the file, when
+    it does not match (truncated, or altered after it was written)."""
+    path = Path(path)
+    accepted = _recorded_digests(path)
+    if not accepted:
+        return None
+    actual = file_sha256(path)
+    if actual not in accepted:
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its sha256 ({actual[:16]}...) differs from the one "
+            f"recorded in {checksum_path(path).name} when it was written ({accepted[0][:16]}...); "
+            f"the file was truncated or altered ({path.stat().st_size} bytes now). Use another "
+            "checkpoint (`ssgrl fit --run_dir RUN --ckpt_path last` resumes from the newest "
+            "intact one)"
+        )
+    return actual
+
+
+def remove_checkpoint(path: str | Path) -> None:
+    """Delete a checkpoint and its sidecar."""
+    for p in (Path(path), checksum_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
 
 
 __all__ = [
@@ -388,12 +520,16 @@ __all__ = [
     "Model",
     "Thresholds",
     "attach_meta",
+    "checksum_path",
+    "file_sha256",
     "load_model",
     "network_skeleton",
     "network_state",
     "package_version",
     "plain_data",
     "read_checkpoint",
+    "remove_checkpoint",
     "save_atomically",
+    "verify_checkpoint",
     "write_checkpoint",
 ]

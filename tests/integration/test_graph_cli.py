@@ -148,6 +148,7 @@ def test_config_honours_every_graph_option(calls: list[dict[str, Any]], tmp_path
         "diagonal": 0,
         "threshold": 0.4,
         "reweight": 0.25,
+        "file": None,
     }
     assert main(["graph", "--out", str(tmp_path / "g"), "--config", str(config)]) == 0
     targets = fixture_targets(9, 5)

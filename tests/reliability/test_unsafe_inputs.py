@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import time
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_every_checkpoint_loader_refuses_code(
         read_checkpoint(path)
     with pytest.raises(CheckpointError):
         load_model(path)
-    with pytest.raises(Exception, match="(?i)weights only|unpickl|global"):
+    with pytest.raises(Exception, match=r"(?i)weights only|unpickl|global"):
         read_state_dict(path)  # model.pretrained: PATH
     with pytest.raises(OfficialImportError):
         read_official_checkpoint(path)  # ssgrl import-official
@@ -68,15 +69,20 @@ def test_every_checkpoint_loader_refuses_code(
 
 
 @pytest.mark.slow
-def test_resume_and_test_refuse_code(evil: tuple[Path, Path], tmp_path: Path) -> None:
-    """Lightning's own loading (resume with --ckpt_path, test a checkpoint) is weights-only."""
+def test_resume_and_test_refuse_code(
+    evil: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming (``fit --ckpt_path``) and testing a checkpoint load it weights-only: refused
+    with one message naming the file, exit 2, and the code never runs."""
     path, marker = evil
     quiet = ["--trainer.enable_progress_bar", "false"]
     for command in ("fit", "test"):
         run = tmp_path / command
         args = [command, "--config", str(TINY), "--run_dir", str(run), "--ckpt_path", str(path)]
-        with pytest.raises(Exception, match="(?i)weights.only|unpickl|global|not an ssgrl"):
-            main([*args, *quiet])
+        capsys.readouterr()
+        assert main([*args, *quiet]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and re.search("(?i)weights.only|unpickl|global|not an ssgrl", err)
     assert not marker.exists(), "unpickling ran code"
 
 

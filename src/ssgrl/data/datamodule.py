@@ -1,15 +1,27 @@
-"""Splits -> torch datasets -> batches. One DataModule for every dataset name."""
+"""Splits -> torch datasets -> batches. One DataModule for every dataset name.
+
+Training batches are exactly reproducible, also across a resume: the order of an epoch is a
+permutation drawn from (seed, epoch) only (``EpochSampler``, a ``DistributedSampler``, so each
+process of a data-parallel run takes its share), every random choice of a training sample's
+transform (flip, crop, RandAugment; the mirrored-features choice of cached features) is drawn
+from generators seeded with (seed, epoch, index) only (``SeededItems``), and the training loader
+(``ResumableLoader``) saves the epoch and the number of batches it has handed out in
+checkpoints, which Lightning restores for a mid-epoch resume. Neither the number of loader
+worker processes nor where a run was stopped and resumed changes a batch.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.transforms import v2 as T
 from tqdm.auto import tqdm
 
@@ -74,6 +86,105 @@ class FeatureDataset(Dataset[Batch]):
             "target": self.targets[index],
             "index": torch.tensor(index),
         }
+
+
+def sample_seeds(seed: int, epoch: int, index: int) -> tuple[int, int]:
+    """Two 64-bit seeds that depend on (seed, epoch, index) only."""
+    words = np.random.SeedSequence([seed & (2**64 - 1), epoch, index]).generate_state(
+        2, dtype=np.uint64
+    )
+    return int(words[0]), int(words[1])
+
+
+class SeededItems(Dataset[Batch]):
+    """``dataset`` whose items are drawn with their own random state: ``items[(epoch, i)]`` is
+    ``dataset[i]`` computed with torch's, Python's and NumPy's global generators seeded from
+    (seed, epoch, i) and restored afterwards, so any random transform gives the same sample in
+    any worker process, in any order, before or after a resume. ``items[i]`` is epoch 0."""
+
+    def __init__(self, dataset: Dataset[Batch], seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Batch:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        torch_seed, other_seed = sample_seeds(self.seed, epoch, index)
+        py_state = random.getstate()
+        np_state = np.random.get_state()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            random.seed(other_seed)
+            np.random.seed(other_seed % 2**32)
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)
+
+
+class EpochSampler(DistributedSampler[Any]):
+    """The training order: ``DistributedSampler``'s permutation of (seed, epoch) (this process's
+    share of it when there are several), yielding ``(epoch, index)`` keys for ``SeededItems``.
+    ``skip`` (set by ``ResumableLoader`` on a resume) leaves out the first samples of the next
+    pass; ``len`` stays the whole epoch's."""
+
+    def __init__(self, dataset: Dataset[Any], seed: int, num_replicas: int = 1, rank: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.skip = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        skip, self.skip = self.skip, 0
+        epoch = self.epoch
+        for position, index in enumerate(super().__iter__()):
+            if position >= skip:
+                yield (epoch, index)
+
+
+class ResumableLoader(DataLoader[Batch]):
+    """The training loader: ``state_dict`` is the epoch, the number of batches handed out in it
+    and the seed; after ``load_state_dict`` the next pass over the same epoch continues after
+    those batches (their samples are not even loaded). Lightning saves this state in every
+    checkpoint (``loops.fit_loop.combined_loader``) and, for a mid-epoch resume, hands it back
+    before the first batch (``ssgrl.engine.resume.ResumeState`` makes sure it does)."""
+
+    sampler: EpochSampler
+
+    def __init__(self, dataset: SeededItems, sampler: EpochSampler, **kwargs: Any) -> None:
+        super().__init__(dataset, sampler=sampler, **kwargs)
+        self._position = (sampler.epoch, 0)
+        self._pending: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
+        # a generator: the body runs at the first batch, after Lightning's set_epoch
+        epoch = self.sampler.epoch
+        done = 0
+        if self._pending is not None:
+            saved_epoch, saved_done = self._pending
+            self._pending = None
+            if saved_epoch == epoch:  # else that epoch was finished: start the new one whole
+                done = saved_done
+        self.sampler.skip = done * int(self.batch_size or 1)
+        self._position = (epoch, done)
+        for batch in super().__iter__():
+            done += 1
+            self._position = (epoch, done)  # counted before the step that uses the batch
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, done = self._position
+        return {"epoch": epoch, "batches": done, "seed": self.sampler.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        seed = int(state.get("seed", self.sampler.seed))
+        self.sampler.seed = seed
+        dataset = self.dataset
+        if isinstance(dataset, SeededItems):
+            dataset.seed = seed
+        self._pending = (int(state["epoch"]), int(state["batches"]))
+        self._position = self._pending
 
 
 class SSGRLDataModule(L.LightningDataModule):
@@ -190,11 +301,11 @@ class SSGRLDataModule(L.LightningDataModule):
         if self.on_bad_image == "error":
             raise BadImagesError(split.name, bad)
         self.splits[role] = split.without([b.index for b in bad])
-        lines = [f"{role}\t{b.line()}" for b in bad]
         if self.report_dir is not None:
+            # the whole list, rewritten: a resumed run lists each image once
+            lines = [f"{r}\t{b.line()}" for r, found in self.bad_images.items() for b in found]
             self.report_dir.mkdir(parents=True, exist_ok=True)
-            with (self.report_dir / "bad_images.txt").open("a") as f:
-                f.write("\n".join(lines) + "\n")
+            (self.report_dir / "bad_images.txt").write_text("\n".join(lines) + "\n")
         where = f" (listed in {self.report_dir / 'bad_images.txt'})" if self.report_dir else ""
         print(
             f"skipping {len(bad)} unusable image(s) of the {role} split{where}: "
@@ -281,14 +392,39 @@ class SSGRLDataModule(L.LightningDataModule):
             workers = 0  # the features are in memory: workers would only copy them
         else:
             dataset = self.image_dataset(role, train)
+        if train:
+            seed = self.seed
+            items = SeededItems(dataset, seed)
+            replicas, rank = self._replicas()
+            return ResumableLoader(
+                items,
+                EpochSampler(items, seed, num_replicas=replicas, rank=rank),
+                batch_size=self.batch_size,
+                drop_last=False,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
         return DataLoader(
             dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
             drop_last=False,
             num_workers=workers,
             persistent_workers=workers > 0,
         )
+
+    @property
+    def seed(self) -> int:
+        """The seed of the training order and augmentation: the run's ``seed_everything``."""
+        return int(os.environ.get("PL_GLOBAL_SEED", 0))
+
+    def _replicas(self) -> tuple[int, int]:
+        """(number of processes, this one's rank) sharing the training data."""
+        trainer = self.trainer
+        kwargs = None if trainer is None else trainer.distributed_sampler_kwargs
+        if not kwargs:
+            return 1, 0
+        return int(kwargs.get("num_replicas", 1)), int(kwargs.get("rank", 0))
 
     def train_dataloader(self) -> DataLoader[Batch]:
         return self._loader("train", train=True)

@@ -168,8 +168,12 @@ def graph_differences(saved: LabelGraph | dict[str, Any], expected: LabelGraph) 
     if record.get("split") != expected.split:
         out.append(f"counted on split {record.get('split')!r}, this is {expected.split!r}")
     if record.get("num_images") != expected.num_images:
-        out.append(f"{record.get('num_images')} images counted, this split has {expected.num_images}")
-    options = {k: (record.get("options") or {}).get(k) for k in ("diagonal", "threshold", "reweight")}
+        out.append(
+            f"{record.get('num_images')} images counted, this split has {expected.num_images}"
+        )
+    options = {
+        k: (record.get("options") or {}).get(k) for k in ("diagonal", "threshold", "reweight")
+    }
     if options != {k: expected.options.get(k) for k in options}:
         out.append(f"options {options}, configured {expected.options}")
     if not out and record.get("sha256") != expected.sha256:
