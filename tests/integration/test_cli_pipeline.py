@@ -333,7 +333,9 @@ def test_predict_refuses_empty_input_and_unwritable_output(fitted: Path, tmp_pat
     assert main(["predict", "--checkpoint", ckpt, str(image), "-o", bad_out, "--no-progress"]) == 2
 
 
-def test_command_line_evaluation_options_apply_to_a_checkpoint(fitted: Path, tmp_path: Path) -> None:
+def test_command_line_evaluation_options_apply_to_a_checkpoint(
+    fitted: Path, tmp_path: Path
+) -> None:
     """``--model.evaluation.*`` given with ``--ckpt_path`` is what the test run uses (LightningCLI
     would replace it by the checkpoint's hyper-parameters if checkpoints carried them)."""
     run = tmp_path / "voc-ap"
