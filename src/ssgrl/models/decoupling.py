@@ -16,6 +16,7 @@ class SemanticDecoupling(nn.Module):
     P, b and f_a are kept as in the reference (for weight import), but since nothing
     non-linear separates them they are folded into one d1 -> 1 map before use: the
     (B, HW, C, d2) tensor is never formed, and memory peaks at B*HW*C*d1.
+    ``folded()`` gives the inference form that stores that map instead of P, b and f_a.
     """
 
     def __init__(self, feature_dim: int, embed_dim: int, d1: int = 1024, d2: int = 1024) -> None:
@@ -25,18 +26,57 @@ class SemanticDecoupling(nn.Module):
         self.P = nn.Linear(d1, d2)  # weight (d2, d1), bias b (d2,)
         self.f_a = nn.Linear(d2, 1)
 
+    def score_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, b, f_a) as one linear map d1 -> 1: weight (d1,) = P f_a, bias (1,) = b.f_a + b_a.
+        Exact: a~ = f_a(P^T t + b) = (P f_a).t + (b.f_a + b_a) for any t."""
+        w_a = self.f_a.weight.squeeze(0)  # (d2,)
+        return self.P.weight.t() @ w_a, self.P.bias @ w_a + self.f_a.bias
+
     def forward(
         self, fmap: torch.Tensor, embeddings: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """fmap (B, N, h, w), embeddings (C, d_s) -> features (B, C, N), attention (B, C, h, w)."""
-        b, _, h, w = fmap.shape
-        f = fmap.flatten(2).transpose(1, 2)  # (B, HW, N)
-        u = self.U(f)  # (B, HW, d1)
-        v = self.V(embeddings)  # (C, d1)
-        joint = torch.tanh(u.unsqueeze(2) * v)  # (B, HW, C, d1)
-        w_eff = self.P.weight.t() @ self.f_a.weight.squeeze(0)  # (d1,) = P f_a
-        b_eff = self.P.bias @ self.f_a.weight.squeeze(0) + self.f_a.bias  # (1,)
-        scores = joint @ w_eff + b_eff  # (B, HW, C)
-        attention = scores.softmax(dim=1)  # (B, HW, C): a distribution over positions
-        features = attention.transpose(1, 2) @ f  # (B, C, N)
-        return features, attention.transpose(1, 2).reshape(b, -1, h, w)
+        w_eff, b_eff = self.score_map()
+        return _attend(fmap, self.U, self.V(embeddings), w_eff, b_eff)
+
+    def folded(self) -> FoldedDecoupling:
+        """The same function for inference, with P, b and f_a replaced by their fold."""
+        return FoldedDecoupling(self)
+
+
+class FoldedDecoupling(nn.Module):
+    """``SemanticDecoupling`` with (P, b, f_a) folded once into a d1-vector and a scalar
+    (buffers ``w_eff``, ``b_eff``): what an exported graph holds. It shares U and V with the
+    module it was made from and computes the same function (the fold is the one ``forward``
+    computes on every call, so in PyTorch the results are bit-identical)."""
+
+    def __init__(self, source: SemanticDecoupling) -> None:
+        super().__init__()
+        self.U = source.U
+        self.V = source.V
+        with torch.no_grad():
+            w_eff, b_eff = source.score_map()
+        self.w_eff: torch.Tensor
+        self.b_eff: torch.Tensor
+        self.register_buffer("w_eff", w_eff.detach().clone())  # (d1,)
+        self.register_buffer("b_eff", b_eff.detach().clone())  # (1,)
+
+    def forward(
+        self, fmap: torch.Tensor, embeddings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """fmap (B, N, h, w), embeddings (C, d_s) -> features (B, C, N), attention (B, C, h, w)."""
+        return _attend(fmap, self.U, self.V(embeddings), self.w_eff, self.b_eff)
+
+
+def _attend(
+    fmap: torch.Tensor, U: nn.Module, v: torch.Tensor, w_eff: torch.Tensor, b_eff: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eqs. 1-4 with the folded score map; v = V^T x_c for every class (C, d1)."""
+    b, _, h, w = fmap.shape
+    f = fmap.flatten(2).transpose(1, 2)  # (B, HW, N)
+    u = U(f)  # (B, HW, d1)
+    joint = torch.tanh(u.unsqueeze(2) * v)  # (B, HW, C, d1)
+    scores = joint @ w_eff + b_eff  # (B, HW, C)
+    attention = scores.softmax(dim=1)  # (B, HW, C): a distribution over positions
+    features = attention.transpose(1, 2) @ f  # (B, C, N)
+    return features, attention.transpose(1, 2).reshape(b, -1, h, w)
