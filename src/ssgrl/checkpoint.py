@@ -18,7 +18,6 @@ a sidecar (written by an older ssgrl, or by hand) is read unverified.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import os
 import tempfile
@@ -33,6 +32,7 @@ from torch import nn
 from ssgrl.data.transforms import Preprocessing
 from ssgrl.models.factory import ModelConfig, build_model
 from ssgrl.models.ssgrl import SSGRL, Baseline
+from ssgrl.provenance import sha256_file
 
 FORMAT_VERSION = 2
 STATE_PREFIX = "net."
@@ -377,7 +377,7 @@ def save_atomically(data: dict[str, Any], path: str | Path, overwrite: bool = Fa
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
-        digest = file_sha256(tmp)
+        digest = sha256_file(tmp)
         if overwrite:
             # the old digest stays listed until the new file is in place
             try:
@@ -412,14 +412,6 @@ def checksum_path(path: str | Path) -> Path:
     """The sidecar holding ``path``'s sha256: ``NAME.sha256`` next to it."""
     path = Path(path)
     return path.with_name(path.name + CHECKSUM_SUFFIX)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _recorded_digests(path: Path) -> list[str]:
@@ -492,7 +484,7 @@ def verify_checkpoint(path: str | Path) -> str | None:
     accepted = _recorded_digests(path)
     if not accepted:
         return None
-    actual = file_sha256(path)
+    actual = sha256_file(path)
     if actual not in accepted:
         raise CheckpointError(
             f"checkpoint {path} is damaged: its sha256 ({actual[:16]}...) differs from the one "
@@ -521,7 +513,6 @@ __all__ = [
     "Thresholds",
     "attach_meta",
     "checksum_path",
-    "file_sha256",
     "load_model",
     "network_skeleton",
     "network_state",

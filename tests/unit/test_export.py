@@ -38,10 +38,11 @@ from ssgrl.data.decode import decode_image
 from ssgrl.data.transforms import Preprocessing, eval_transform
 from ssgrl.engine.pretrained import load_backbone_weights
 from ssgrl.inference import export as export_module
-from ssgrl.inference.export import DEFAULT_OPSET, ExportError, _install, export_onnx, file_sha256
+from ssgrl.inference.export import DEFAULT_OPSET, ExportError, _install, export_onnx
 from ssgrl.inference.onnx_engine import OnnxEngine, OnnxFileError, preprocess
 from ssgrl.inference.predictor import Predictor
 from ssgrl.models.factory import ModelConfig, build_model
+from ssgrl.provenance import sha256_file
 
 TOLERANCE = 1e-4  # the bar: max |logit difference| onnxruntime vs PyTorch
 NAMES = ["cat", "dog", "potted plant", "person", "bicycle"]
@@ -203,7 +204,7 @@ def test_metadata_and_signature(ssgrl_lite0: Exported, baseline_lite0: Exported)
     assert meta["ssgrl_version"] == package_version()
     assert meta["opset"] == str(DEFAULT_OPSET)
     assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [DEFAULT_OPSET]
-    assert meta["source_sha256"] == file_sha256(ssgrl_lite0.checkpoint)
+    assert meta["source_sha256"] == sha256_file(ssgrl_lite0.checkpoint)
     assert meta["source_name"] == "model.ckpt"
     assert json.loads(meta["model_config"])["d1"] == 16
     assert float(meta["check_max_abs_diff"]) <= TOLERANCE
@@ -225,7 +226,7 @@ def test_metadata_and_signature(ssgrl_lite0: Exported, baseline_lite0: Exported)
     base = {p.key: p.value for p in onnx.load(str(baseline_lite0.onnx)).metadata_props}
     assert "thresholds" not in base and json.loads(base["outputs"]) == ["logits"]
     assert "check_max_abs_diff" not in base  # exported with --no-check
-    assert base["source_sha256"] == file_sha256(baseline_lite0.checkpoint)
+    assert base["source_sha256"] == sha256_file(baseline_lite0.checkpoint)
 
 
 def test_onnx_engine_implements_the_engine_protocol(ssgrl_lite0: Exported) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import sys
@@ -37,6 +36,7 @@ from torch import nn
 
 from ssgrl.checkpoint import Model, load_model, package_version
 from ssgrl.models.ssgrl import SSGRL
+from ssgrl.provenance import sha256_file
 
 PROG = "ssgrl export"
 DEFAULT_OPSET = 20
@@ -97,14 +97,6 @@ class _Exportable(nn.Module):
         if self.attention:
             return tuple(self.net.forward_with_attention(images))  # type: ignore[operator]
         return (self.net(images),)
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_onnx(
@@ -184,7 +176,7 @@ def export_onnx(
             }
         )
     if source is not None:
-        props["source_sha256"] = file_sha256(source)
+        props["source_sha256"] = sha256_file(source)
         props["source_name"] = Path(source).name
     props = {k: props[k] for k in METADATA_KEYS if k in props}
 
