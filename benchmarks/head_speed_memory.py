@@ -1,22 +1,28 @@
-"""Speed and peak memory of the SSGRL head against a naive port of the reference code (CPU).
+"""The SSGRL head at its multiply-add floor and the ResNet-101 trunk at the machine's peak.
 
-The paper's configuration: ResNet-101 (layer4 + head train), 448 px -> 14x14 -> 2x2 pooling ->
-7x7 map, N = 2048, d1 = d2 = 1024, batch 4, C = 20 (VOC) and C = 80 (COCO). Measured:
+At the paper's inference setting (ResNet-101 with random weights, 448 px -> 14x14 -> 2x2 pooling
+-> 7x7 map, N = 2048, d1 = d2 = 1024, T = 3, C = 80, batch 2), in one process, R interleaved
+repeats of: a large fp32 matmul (the machine's peak), the trunk contiguous and channels_last,
+our whole network, and the authors' computation (their contiguous trunk + ``ReferenceHead``,
+``ssgrl.models.reference``); figures are medians. Printed:
 
-- the backbone alone and the full model on images (forward under ``no_grad`` = inference;
-  forward + backward of a BCE loss in train mode = one training step without the optimiser);
-- the head alone on a precomputed (B, 2048, 7, 7) feature map that requires grad (as layer4's
-  output does in training): ours (``SSGRL.head``) and ``NaiveHead``, a line-by-line port of the
-  reference code whose decoupling materialises (B, HW, C, d2) through ``fc_3`` and
-  (B, HW, C, N) by ``.repeat()``.
+(a) the fp32 matmul peak GFLOP/s;
+(b) the trunk's GFLOP/s (MACs counted by ``torch.utils.flop_counter``) with and without
+    channels_last, as % of the peak (target >= 90%);
+(c) the head overhead (full - trunk) / trunk against its floor head MACs / trunk MACs (GGNN:
+    C*T*(3*2N*N + 3*N*N) + the messages, output FC, decoupling, classifier); target <= 1.15x;
+(d) the whole forward, authors' / ours (target >= 1.25x).
 
-Every measurement runs in its own fresh interpreter: build, then reset the kernel's peak-RSS
-mark (``/proc/self/clear_refs``), then 1 warm-up + R timed runs. Peak memory is the peak RSS
-over that window minus the RSS right after building (weights and inputs excluded). Times are
-the fastest of the timed runs (wall clock; the least disturbed by other processes) and the
-median process CPU time (all threads). Usage (a few minutes on 2 cores):
+Then one training step (forward + backward of a BCE loss, no optimiser) at the paper's training
+setting (576 px -> 9x9 map, layer4 and the head train, batch 4) for C = 20, 80 and 500, ours
+against the reference head on the authors' contiguous trunk: the median time of
+``--train-repeats`` steps (default 1: a C = 500 step takes half a minute on 2 cores) after one
+warm-up, and the peak memory of the whole process (peak RSS; on CUDA the peak allocation), each
+in a fresh interpreter; C = 500 must fit in 8 GiB.
 
-    OMP_NUM_THREADS=2 python benchmarks/head_speed_memory.py [--repeats 3] [--classes 20 80]
+    OMP_NUM_THREADS=2 python benchmarks/head_speed_memory.py [--json rows.json]
+
+(a few minutes on 2 cores; ``--device cuda`` measures the same on a GPU, fp32).
 """
 
 from __future__ import annotations
@@ -25,154 +31,181 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from ssgrl.models import SSGRL, Backbone, build_model, model_config
+from ssgrl.models.reference import ReferenceHead, reference_head_from
 
-FEATURE_DIM = 2048  # ResNet-101 layer4 channels, N
+N = 2048  # ResNet-101 layer4 channels
 EMBED_DIM = 300  # GloVe-300 as in the reference
-KINDS = ("backbone", "full", "head", "naive")
+D1 = D2 = 1024
+STEPS = 3
+PEAK_TARGET = 0.90  # trunk GFLOP/s / matmul peak
+FLOOR_TARGET = 1.15  # head overhead / its MAC floor
+RATIO_TARGET = 1.25  # authors' forward / ours
+MEMORY_LIMIT_GIB = 8.0  # C = 500 training step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _ssgrl(num_classes: int, device: torch.device) -> SSGRL:
+    torch.manual_seed(0)
+    net = build_model(
+        model_config("ssgrl-resnet101"),  # d1 = d2 = 1024, 2x2 pooling, layer4 + head train
+        num_classes,
+        adjacency=torch.rand(num_classes, num_classes),
+        label_embeddings=torch.randn(num_classes, EMBED_DIM),
+    )
+    if not isinstance(net, SSGRL):  # pragma: no cover - the config is SSGRL
+        raise TypeError(type(net).__name__)
+    return net.to(device)
+
+
+def _authors(net: SSGRL, device: torch.device) -> tuple[Backbone, ReferenceHead]:
+    """Their contiguous trunk (same weights as ``net``'s) and their head computation."""
+    trunk = Backbone("resnet101", pool="avg2x2", train_stages=1, channels_last=False)
+    trunk.load_state_dict(net.backbone.state_dict())
+    return trunk.to(device), reference_head_from(net).to(device)
+
+
+def trunk_macs(size: int) -> float:
+    """Multiply-adds of the ResNet-101 trunk (to layer4, + 2x2 pooling) on one image."""
+    trunk = Backbone("resnet101", pool="avg2x2").eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        trunk(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() / 2
+
+
+def head_floor_macs(c: int, hw: int) -> float:
+    """Multiply-adds the head cannot avoid, per image (the P.f_a fold applied)."""
+    decoupling = hw * N * D1 + hw * c * D1 + c * hw * N  # U f, the d1 -> 1 score, sum_wh a f
+    ggnn = c * STEPS * (3 * 2 * N * N + 3 * N * N) + STEPS * 2 * c * c * N  # gates + messages
+    return decoupling + ggnn + c * 2 * N * N + c * N  # + output FC, classifier
 
 
 # ---------------------------------------------------------------------------------------------
-# the naive head: the reference code (semantic.py, ggnn.py, models.py, element_wise_layer.py),
-# ported to Python 3 without changing how it computes
+# inference: one process, interleaved repeats
 
 
-class NaiveSemantic(nn.Module):
-    def __init__(self, num_classes: int, image_feature_dim: int, word_feature_dim: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.image_feature_dim = image_feature_dim
-        self.fc_1 = nn.Linear(image_feature_dim, 1024, bias=False)
-        self.fc_2 = nn.Linear(word_feature_dim, 1024, bias=False)
-        self.fc_3 = nn.Linear(1024, 1024)
-        self.fc_a = nn.Linear(1024, 1)
+def inference(args: argparse.Namespace, device: torch.device) -> list[dict[str, Any]]:
+    c, size, batch = args.infer_classes, args.size, args.batch
+    net = _ssgrl(c, device).eval()
+    trunk, ref_head = _authors(net, device)
+    trunk.eval()
+    ref_head.eval()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, 3, size, size, generator=gen).to(device)
+    n_mm = 8192 if device.type == "cuda" else 3072
+    a = torch.randn(n_mm, n_mm, device=device)
+    b_mm = torch.randn(n_mm, n_mm, device=device)
 
-    def forward(
-        self, batch_size: int, img_feature_map: torch.Tensor, word_features: torch.Tensor
-    ) -> torch.Tensor:
-        c, n, s = self.num_classes, self.image_feature_dim, img_feature_map.size()[3]
-        img_feature_map = torch.transpose(torch.transpose(img_feature_map, 1, 2), 2, 3)
-        f_wh = img_feature_map.contiguous().view(batch_size * s * s, -1)
-        f_wh = self.fc_1(f_wh).view(batch_size * s * s, 1, -1).repeat(1, c, 1)  # (B*HW, C, d)
-        f_wd = self.fc_2(word_features).view(1, c, 1024).repeat(batch_size * s * s, 1, 1)
-        lb_feature = self.fc_3(torch.tanh(f_wh * f_wd).view(-1, 1024))  # (B*HW*C, d2)
-        coefficient = self.fc_a(lb_feature)
-        coefficient = torch.transpose(
-            torch.transpose(coefficient.view(batch_size, s, s, c), 2, 3), 1, 2
-        ).view(batch_size, c, -1)
-        coefficient = F.softmax(coefficient, dim=2)
-        coefficient = coefficient.view(batch_size, c, s, s)
-        coefficient = torch.transpose(torch.transpose(coefficient, 1, 2), 2, 3)
-        coefficient = coefficient.view(batch_size, s, s, c, 1).repeat(1, 1, 1, 1, n)  # (B,h,w,C,N)
-        weighted = img_feature_map.view(batch_size, s, s, 1, n).repeat(1, 1, 1, c, 1) * coefficient
-        return torch.sum(torch.sum(weighted, 1), 1)  # (B, C, N)
-
-
-class NaiveGGNN(nn.Module):
-    _in_matrix: torch.Tensor
-    _out_matrix: torch.Tensor
-
-    def __init__(self, input_dim: int, time_step: int, matrix: torch.Tensor) -> None:
-        super().__init__()
-        self.input_dim = input_dim
-        self.time_step = time_step
-        self.register_buffer("_in_matrix", matrix.clone())
-        self.register_buffer("_out_matrix", matrix.t().contiguous())
-        self.fc_eq3_w = nn.Linear(2 * input_dim, input_dim)
-        self.fc_eq3_u = nn.Linear(input_dim, input_dim)
-        self.fc_eq4_w = nn.Linear(2 * input_dim, input_dim)
-        self.fc_eq4_u = nn.Linear(input_dim, input_dim)
-        self.fc_eq5_w = nn.Linear(2 * input_dim, input_dim)
-        self.fc_eq5_u = nn.Linear(input_dim, input_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch_size = x.size()[0]
-        node_num = self._in_matrix.size()[0]
-        nodes = x.view(batch_size, node_num, self.input_dim)
-        batch_in = self._in_matrix.repeat(batch_size, 1).view(batch_size, node_num, -1)
-        batch_out = self._out_matrix.repeat(batch_size, 1).view(batch_size, node_num, -1)
-        for _ in range(self.time_step):
-            av = torch.cat((torch.bmm(batch_in, nodes), torch.bmm(batch_out, nodes)), 2)
-            av = av.view(batch_size * node_num, -1)
-            flat = nodes.reshape(batch_size * node_num, -1)
-            zv = torch.sigmoid(self.fc_eq3_w(av) + self.fc_eq3_u(flat))
-            # the later reference commit's reset gate (U_r); the cost is the same either way
-            rv = torch.sigmoid(self.fc_eq4_w(av) + self.fc_eq4_u(flat))
-            hv = torch.tanh(self.fc_eq5_w(av) + self.fc_eq5_u(rv * flat))
-            flat = (1 - zv) * flat + zv * hv
-            nodes = flat.view(batch_size, node_num, -1)
-        return nodes
-
-
-class NaiveHead(nn.Module):
-    """Feature map (B, N, s, s) -> logits (B, C), as the reference SSGRL.forward computes it."""
-
-    def __init__(self, adjacency: torch.Tensor, word_features: torch.Tensor, steps: int = 3):
-        super().__init__()
-        c = adjacency.shape[0]
-        self.num_classes = c
-        self.register_buffer("word_features", word_features.clone())
-        self.word_semantic = NaiveSemantic(c, FEATURE_DIM, word_features.shape[1])
-        self.graph_net = NaiveGGNN(FEATURE_DIM, steps, adjacency)
-        self.fc_output = nn.Linear(2 * FEATURE_DIM, FEATURE_DIM)
-        self.classifier_weight = nn.Parameter(torch.randn(c, FEATURE_DIM) * FEATURE_DIM**-0.5)
-        self.classifier_bias = nn.Parameter(torch.zeros(c))
-
-    def forward(self, img_feature_map: torch.Tensor) -> torch.Tensor:
-        batch_size = img_feature_map.size()[0]
-        graph_net_input = self.word_semantic(batch_size, img_feature_map, self.word_features)
-        graph_net_feature = self.graph_net(graph_net_input)
-        output = torch.cat(
-            (
-                graph_net_feature.reshape(batch_size * self.num_classes, -1),
-                graph_net_input.view(-1, FEATURE_DIM),
-            ),
-            1,
-        )
-        output = torch.tanh(self.fc_output(output))
-        output = output.contiguous().view(batch_size, self.num_classes, FEATURE_DIM)
-        x = output * self.classifier_weight  # Element_Wise_Layer
-        return torch.sum(x, 2) + self.classifier_bias
-
-
-def naive_from(net: SSGRL) -> NaiveHead:
-    """A NaiveHead holding exactly ``net``'s head weights (same function, other computation)."""
-    naive = NaiveHead(net.graph.get_buffer("adjacency"), net.get_buffer("label_embeddings"))
-    d, g = net.decoupling, net.graph
-    pairs = {
-        "word_semantic.fc_1": d.U,
-        "word_semantic.fc_2": d.V,
-        "word_semantic.fc_3": d.P,
-        "word_semantic.fc_a": d.f_a,
-        "graph_net.fc_eq3_w": g.W_z,
-        "graph_net.fc_eq3_u": g.U_z,
-        "graph_net.fc_eq4_w": g.W_r,
-        "graph_net.fc_eq4_u": g.U_r,
-        "graph_net.fc_eq5_w": g.W,
-        "graph_net.fc_eq5_u": g.U,
-        "fc_output": net.fc_out,
+    runs: dict[str, Callable[[], object]] = {
+        "matmul": lambda: torch.mm(a, b_mm),
+        "trunk contiguous": lambda: trunk(x),
+        "trunk channels_last": lambda: net.backbone(x),
+        "ours": lambda: net(x),
+        "authors": lambda: ref_head(trunk(x)),
     }
-    with torch.no_grad():
-        for name, ours in pairs.items():
-            naive.get_submodule(name).load_state_dict(ours.state_dict())
-        naive.classifier_weight.copy_(net.classifier_weight)
-        naive.classifier_bias.copy_(net.classifier_bias)
-    return naive
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.inference_mode():
+        ours_logits, ref_logits = net(x), ref_head(trunk(x))  # also the warm-up
+        diff = float((ours_logits - ref_logits).abs().max())
+        scale = float(ref_logits.abs().max())
+        for fn in runs.values():  # warm-up of each
+            fn()
+        for _ in range(args.repeats):
+            for name, fn in runs.items():
+                times[name].append(_timed(fn, device))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    peak = 2 * n_mm**3 / med["matmul"] / 1e9
+    macs = trunk_macs(size)
+    hw = (size // 64) ** 2
+    gflops = {
+        k: 2 * macs * batch / med[f"trunk {k}"] / 1e9 for k in ("contiguous", "channels_last")
+    }
+    floor = head_floor_macs(c, hw) / macs
+    overhead = (med["ours"] - med["trunk channels_last"]) / med["trunk channels_last"]
+    ratio = med["authors"] / med["ours"]
+    setting = f"ResNet-101, {size} px, C = {c}, batch {batch}, median of {args.repeats}"
+    rows = [
+        _row("machine", "fp32 matmul peak (GFLOP/s)", f"{peak:.0f}", "", None),
+        _row(
+            "inference",
+            f"trunk MACs per {size} px image (FlopCounterMode)",
+            f"{macs / 1e9:.1f} G",
+            "",
+            None,
+        ),
+    ]
+    for k in ("contiguous", "channels_last"):
+        rows.append(
+            _row(
+                "inference",
+                f"ResNet-101 trunk {k}, {size} px, batch {batch} (GFLOP/s, % of peak)",
+                f"{gflops[k]:.0f} ({gflops[k] / peak:.0%})",
+                f">= {PEAK_TARGET:.0%} of peak" if k == "channels_last" else "",
+                gflops[k] / peak >= PEAK_TARGET if k == "channels_last" else None,
+            )
+        )
+    rows += [
+        _row(
+            "inference",
+            f"channels_last / contiguous trunk speed-up ({setting})",
+            f"{med['trunk contiguous'] / med['trunk channels_last']:.2f}x",
+            "",
+            None,
+        ),
+        _row(
+            "inference",
+            f"head overhead (full - trunk) / trunk, vs MAC floor {floor:.1%} ({setting})",
+            f"{overhead:.1%} = {overhead / floor:.2f}x floor",
+            f"<= {FLOOR_TARGET:.2f}x floor",
+            overhead / floor <= FLOOR_TARGET,
+        ),
+        _row(
+            "inference",
+            f"whole forward, authors' / ours ({setting}; ours {med['ours']:.2f} s, "
+            f"authors' {med['authors']:.2f} s)",
+            f"{ratio:.2f}x",
+            f">= {RATIO_TARGET:.2f}x",
+            ratio >= RATIO_TARGET,
+        ),
+        _row(
+            "inference",
+            "max |logit difference| ours vs authors' computation",
+            f"{diff:.1e} (max |logit| {scale:.1f})",
+            "<= 1e-4 x max |logit|",
+            diff <= 1e-4 * max(scale, 1.0),
+        ),
+    ]
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
-# one measurement, in a fresh interpreter
+# the training step: one fresh interpreter per measurement (peak memory)
 
 
 def _status_kib(field: str) -> int:
@@ -183,219 +216,187 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
 
 
-def _ssgrl(num_classes: int) -> SSGRL:
-    torch.manual_seed(0)
-    net = build_model(
-        model_config("ssgrl-resnet101"),  # d1 = d2 = 1024, 2x2 pooling, layer4 + head train
-        num_classes,
-        adjacency=torch.rand(num_classes, num_classes),
-        label_embeddings=torch.randn(num_classes, EMBED_DIM),
-    )
-    assert isinstance(net, SSGRL)
-    return net
+def _peak_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return _status_kib("VmHWM") / 2**20  # the whole process: weights, libraries and all
 
 
-def measure(kind: str, num_classes: int, train: bool, args: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(args.threads)
+def train_step(kind: str, c: int, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    net = _ssgrl(c, device).train()
     gen = torch.Generator().manual_seed(1)
-    side = args.size // 64  # ResNet stride 32, then the 2x2 pooling
-    model: nn.Module
-    if kind == "backbone":
-        model = Backbone("resnet101", pool="avg2x2", train_stages=1)
-    elif kind == "naive":
-        model = naive_from(_ssgrl(num_classes))
+    x = torch.randn(args.train_batch, 3, args.train_size, args.train_size, generator=gen)
+    x = x.to(device)
+    targets = (torch.rand(args.train_batch, c, generator=gen) < 0.2).float().to(device)
+    if kind == "ours":
+        model: Callable[[torch.Tensor], torch.Tensor] = net
+        params = list(net.parameters())
     else:
-        model = _ssgrl(num_classes)
-    if kind in ("backbone", "full"):
-        inputs = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
-    else:  # layer4's output trains, so the head's backward reaches the feature map
-        inputs = torch.randn(args.batch, FEATURE_DIM, side, side, generator=gen)
-        inputs.requires_grad_(train)
-    step = model.head if kind == "head" and isinstance(model, SSGRL) else model
-    targets = (torch.rand(args.batch, num_classes, generator=gen) < 0.2).float()
-    model.train(train)
+        trunk, head = _authors(net, device)
+        trunk.train()
+        head.train()
+        del net
+        params = list(trunk.parameters()) + list(head.parameters())
 
-    def run() -> None:
-        if not train:
-            with torch.no_grad():
-                step(inputs)
-            return
-        out = step(inputs)
-        if kind == "backbone":
-            loss = out.square().mean()
-        else:
-            loss = F.binary_cross_entropy_with_logits(out, targets)
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-        inputs.grad = None
+        def model(images: torch.Tensor) -> torch.Tensor:
+            return head(trunk(images))
 
-    reset = _reset_peak()
-    baseline = _status_kib("VmRSS")
-    times, cpu_times = [], []
-    for i in range(args.warmup + args.repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        run()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-            cpu_times.append(time.process_time() - cpu_start)
-    peak = _status_kib("VmHWM")
-    return {
-        "kind": kind,
-        "classes": num_classes,
-        "train": train,
-        "seconds": min(times),
-        "cpu_seconds": statistics.median(cpu_times),
-        "times": times,
-        "peak_mib": (peak - baseline) / 1024,
-        "peak_reset": reset,
-    }
+    def step() -> None:
+        F.binary_cross_entropy_with_logits(model(x), targets).backward()
+        for p in params:
+            p.grad = None
+
+    step()  # warm-up
+    _reset_peak(device)
+    times = [_timed(step, device) for _ in range(args.train_repeats)]
+    return {"seconds": statistics.median(times), "peak_gib": _peak_gib(device)}
 
 
-def check_equivalence() -> float:
-    """The naive head computes the same function as ours: max |logit difference|."""
-    torch.manual_seed(0)
-    net = build_model(
-        model_config("ssgrl-resnet101", d1=1024, d2=1024),
-        6,
-        adjacency=torch.rand(6, 6),
-        label_embeddings=torch.randn(6, EMBED_DIM),
+def training(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    setting = (
+        f"{args.train_size} px, batch {args.train_batch}, layer4 + head train, "
+        f"median of {args.train_repeats} after 1 warm-up"
     )
-    assert isinstance(net, SSGRL)
-    with torch.no_grad():
-        net.decoupling.P.bias.normal_()
-        net.classifier_bias.normal_()
-    naive = naive_from(net)
-    fmap = torch.randn(2, FEATURE_DIM, 3, 3)
-    with torch.no_grad():
-        return float((net.head(fmap) - naive(fmap)).abs().max())
+    for c in args.classes:
+        result: dict[str, dict[str, Any] | None] = {}
+        for kind in ("ours", "reference"):
+            result[kind] = _worker({"kind": kind, "classes": c}, args)
+        ours, ref = result["ours"], result["reference"]
+        for kind, r in (("ours", ours), ("reference head", ref)):
+            value = "failed" if r is None else f"{r['seconds']:.2f} s, peak {r['peak_gib']:.2f} GiB"
+            limit = c >= 500 and kind == "ours"
+            rows.append(
+                _row(
+                    "training",
+                    f"step C = {c}, {kind} ({setting})",
+                    value,
+                    f"peak <= {MEMORY_LIMIT_GIB:.0f} GiB" if limit else "",
+                    (r is not None and r["peak_gib"] <= MEMORY_LIMIT_GIB) if limit else None,
+                )
+            )
+        if ours is not None and ref is not None:
+            rows.append(
+                _row(
+                    "training",
+                    f"step C = {c}, reference / ours (time, peak memory)",
+                    f"{ref['seconds'] / ours['seconds']:.2f}x, "
+                    f"{ref['peak_gib'] / ours['peak_gib']:.2f}x",
+                    "",
+                    None,
+                )
+            )
+    return rows
+
+
+def _worker(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any] | None:
+    options = {
+        "--device": args.device,
+        "--train-size": args.train_size,
+        "--train-batch": args.train_batch,
+        "--train-repeats": args.train_repeats,
+        "--threads": args.threads,
+    }
+    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    cmd += [str(v) for item in options.items() for v in item]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        print(f"# measurement {spec} failed (rc {proc.returncode}):\n{proc.stderr[-2000:]}")
+        return None
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
 # the driver
 
 
-def _worker(spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        json.dumps(spec),
-        "--repeats",
-        str(args.repeats),
-        "--warmup",
-        str(args.warmup),
-        "--batch",
-        str(args.batch),
-        "--size",
-        str(args.size),
-        "--threads",
-        str(args.threads),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"measurement {spec} failed:\n{proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+def _row(section: str, figure: str, value: str, target: str, met: bool | None) -> dict[str, Any]:
+    """One figure; ``main`` adds the command that measured it."""
+    return {"section": section, "figure": figure, "value": value, "target": target, "met": met}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--classes", type=int, nargs="+", default=[20, 80])
-    parser.add_argument("--batch", type=int, default=4)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--repeats", type=int, default=5, help="inference repeats (median)")
+    parser.add_argument(
+        "--classes", type=int, nargs="+", default=[20, 80, 500], help="training-step C values"
+    )
+    parser.add_argument("--json", help="write the rows as a JSON list to this path")
+    parser.add_argument("--infer-classes", type=int, default=80)
     parser.add_argument("--size", type=int, default=448)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2")))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--train-size", type=int, default=576)
+    parser.add_argument("--train-batch", type=int, default=4)
+    parser.add_argument("--train-repeats", type=int, default=1)
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "0")))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
 
     if args.worker:
         spec = json.loads(args.worker)
-        if spec["kind"] == "check":
-            print(json.dumps({"max_abs_diff": check_equivalence()}))
-        else:
-            print(json.dumps(measure(spec["kind"], spec["classes"], spec["train"], args)))
+        print(json.dumps(train_step(spec["kind"], spec["classes"], args, device)))
         return 0
 
-    started = time.time()
-    load_before = os.getloadavg()
+    threads = f"OMP_NUM_THREADS={torch.get_num_threads()} " if device.type == "cpu" else ""
+    command = threads + shlex.join(["python", "benchmarks/head_speed_memory.py", *_no_json(argv)])
+    started, load = time.time(), os.getloadavg()[0]
     print(
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{args.threads} threads"
+        f"{torch.get_num_threads()} threads, device {device}, load average {load:.1f}"
     )
+    rows = inference(args, device)
+    _print(rows)
+    if not args.skip_training:
+        train_rows = training(args)
+        _print(train_rows)
+        rows += train_rows
     print(
-        f"# ResNet-101, {args.size} px -> {args.size // 64}x{args.size // 64} map, batch "
-        f"{args.batch}, N = {FEATURE_DIM}, d1 = d2 = 1024, T = 3; fastest of {args.repeats} "
-        f"runs after {args.warmup} warm-up (CPU s: median process CPU time); peak = peak RSS - RSS after build"
+        f"\n# {time.time() - started:.0f} s in all; load average {os.getloadavg()[0]:.1f} after "
+        "(other processes inflate times)"
     )
-    diff = _worker({"kind": "check"}, args)["max_abs_diff"]
-    print(f"# naive head == our head on the same weights: max |logit diff| = {diff:.2e}")
-
-    results: dict[tuple[str, int, bool], dict[str, Any]] = {}
-    for train in (False, True):
-        results[("backbone", 0, train)] = _worker(
-            {"kind": "backbone", "classes": 1, "train": train}, args
-        )
-        for c in args.classes:
-            for kind in ("full", "head", "naive"):
-                results[(kind, c, train)] = _worker(
-                    {"kind": kind, "classes": c, "train": train}, args
-                )
-
-    names = {
-        "backbone": "backbone (ResNet-101)",
-        "full": "full SSGRL",
-        "head": "head, ours",
-        "naive": "head, naive (reference)",
-    }
-    print()
-    print(
-        "| what | C | forward s | forward CPU s | forward peak MiB "
-        "| fwd+bwd s | fwd+bwd CPU s | fwd+bwd peak MiB |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    rows = [("backbone", 0)] + [(k, c) for c in args.classes for k in ("full", "head", "naive")]
-    for kind, c in rows:
-        f, t = results[(kind, c, False)], results[(kind, c, True)]
-        print(
-            f"| {names[kind]} | {c or '-'} | {f['seconds']:.2f} | {f['cpu_seconds']:.2f} "
-            f"| {f['peak_mib']:.0f} | {t['seconds']:.2f} | {t['cpu_seconds']:.2f} "
-            f"| {t['peak_mib']:.0f} |"
-        )
-    print()
-    print(
-        "| C | pass | head share of full (head / full) | (full - backbone) / full "
-        "| naive / ours time | naive / ours peak memory |"
-    )
-    print("|---|---|---|---|---|---|")
-    back = {train: results[("backbone", 0, train)]["seconds"] for train in (False, True)}
-    for c in args.classes:
-        for train in (False, True):
-            full = results[("full", c, train)]["seconds"]
-            ours, naive = results[("head", c, train)], results[("naive", c, train)]
-            print(
-                f"| {c} | {'fwd+bwd' if train else 'forward'} | {ours['seconds'] / full:.0%} "
-                f"| {(full - back[train]) / full:.0%} | {naive['seconds'] / ours['seconds']:.2f}x "
-                f"| {naive['peak_mib'] / max(ours['peak_mib'], 1e-9):.2f}x |"
-            )
-    if not all(r["peak_reset"] for r in results.values()):
-        print("# warning: the peak-RSS mark could not be reset; peaks include the build")
-    load_after = os.getloadavg()
-    print(
-        f"\n# {time.time() - started:.0f} s in all; load average (1 min) {load_before[0]:.1f} "
-        f"before, {load_after[0]:.1f} after (other processes on the machine inflate times)"
-    )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([{**r, "command": command} for r in rows], fh, indent=1)
     return 0
+
+
+def _no_json(argv: list[str]) -> list[str]:
+    """The arguments without ``--json PATH`` (where the rows go is not part of the figure)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip or a.startswith("--json="):
+            skip = False
+        elif a == "--json":
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+def _print(rows: list[dict[str, Any]]) -> None:
+    print("\n| section | figure | value | target | met |\n|---|---|---|---|---|")
+    for r in rows:
+        met = {True: "yes", False: "NO", None: ""}[r["met"]]
+        print(f"| {r['section']} | {r['figure']} | {r['value']} | {r['target']} | {met} |")
 
 
 if __name__ == "__main__":

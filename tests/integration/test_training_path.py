@@ -178,7 +178,11 @@ def test_feature_cache_folder_serves_later_runs_and_mirrors(tmp_path: Path) -> N
         expected = backbone(eval_transform(pre)(image)[None])[0]
     cid = split.content_id(index)
     stored = next(f for f in files if f.name.startswith(cid))
-    torch.testing.assert_close(load_file(str(stored))["features"], expected, atol=1e-5, rtol=1e-5)
+    # batch of 16 there, one image here (channels_last kernels): equal up to float rounding
+    scale = float(expected.abs().max())
+    torch.testing.assert_close(
+        load_file(str(stored))["features"], expected, atol=1e-5 * scale, rtol=1e-5
+    )
 
 
 # --- evaluation needs only the checkpoint and the evaluated images -----------------------------

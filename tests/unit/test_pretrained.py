@@ -85,7 +85,8 @@ def test_backbone_gets_the_same_weights_and_features(lite0_full: EfficientNet) -
         m = lite0_full
         theirs = m.blocks(m.bn1(m.conv_stem(x)))  # timm's forward_features before conv_head
     assert ours.shape == (2, 320, 3, 4)
-    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-6)
+    # ours runs channels_last (other convolution kernels): equal up to float rounding
+    torch.testing.assert_close(ours, theirs, atol=1e-5 * float(theirs.abs().max()), rtol=1e-5)
 
 
 def test_weights_from_a_file_in_any_common_wrapping(

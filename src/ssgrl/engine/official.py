@@ -10,7 +10,8 @@ alone reproduces their predictions on the CPU.
 
 Key mapping (theirs -> ours): ``resnet_101.*`` -> ``backbone.body.*`` (torchvision names, which
 timm's ``resnet101`` features share), ``word_semantic.fc_1/fc_2/fc_3/fc_a`` -> ``decoupling.U/V/
-P/f_a``, ``graph_net.fc_eq3_w/u, fc_eq4_w/u, fc_eq5_w/u`` -> ``graph.W_z/U_z, W_r/U_r, W/U``,
+P/f_a``, ``graph_net.fc_eq3_w/u, fc_eq4_w/u, fc_eq5_w/u`` -> ``graph.W_z/U_z, W_r/U_r, W/U``
+(which the GGNN stacks into its fused ``W_a`` = [W_z; W_r; W] and ``U_zr`` = [U_z; U_r]),
 ``fc_output`` -> ``fc_out``, ``classifiers.weight/bias`` -> ``classifier_weight/bias``.
 """
 
@@ -34,6 +35,7 @@ from ssgrl.data.transforms import Preprocessing
 from ssgrl.data.voc import VOC_CLASSES
 from ssgrl.graph.cooccurrence import matrix_sha256
 from ssgrl.models.factory import ModelConfig, build_model
+from ssgrl.models.ggnn import unfused_state_dict
 from ssgrl.models.ssgrl import SSGRL
 from ssgrl.provenance import sha256_file
 
@@ -317,7 +319,8 @@ def convert_official(
     )
     if not isinstance(net, SSGRL):  # pragma: no cover - arch is "ssgrl"
         raise TypeError(f"expected an SSGRL network, got {type(net).__name__}")
-    expected = net.state_dict()
+    # their six gate Linears are ours unfused (the GGNN stacks W_z, W_r, W and U_z, U_r on load)
+    expected = unfused_state_dict(net.state_dict(), "graph.")
     problems: list[str] = []
     fc2 = state.get("word_semantic.fc_2.weight")
     if fc2 is not None and fc2.ndim == 2 and fc2.shape[1] != embeddings.shape[1]:

@@ -22,6 +22,11 @@ class Backbone(nn.Module):
     ``train_stages`` is the freezing policy: the number of last feature stages that train
     (-1 = all, 0 = frozen; the paper trains ResNet's layer4 only, i.e. 1). BatchNorm layers of
     frozen stages stay in eval mode, so their running statistics never move.
+
+    ``channels_last`` (default: for convolutional bodies, see ``is_convolutional``) stores the
+    body's 4-D weights in the NHWC memory format and converts each input to it, so convolutions
+    run without layout conversions (the same numbers up to float rounding). Bodies made mostly
+    of Linear layers (ViT-like) are left as they are. The output feature map is then NHWC too.
     """
 
     def __init__(
@@ -31,6 +36,7 @@ class Backbone(nn.Module):
         pool: Pooling = "none",
         train_stages: int = -1,
         pretrained: bool = False,
+        channels_last: bool | None = None,
     ) -> None:
         super().__init__()
         if pool not in ("none", "avg2x2"):
@@ -39,6 +45,9 @@ class Backbone(nn.Module):
         body: Any = timm.create_model(
             name, pretrained=pretrained, features_only=True, out_indices=(feature_index,)
         )
+        self.channels_last = is_convolutional(body) if channels_last is None else channels_last
+        if self.channels_last:
+            body = body.to(memory_format=torch.channels_last)
         self.body = body
         self.num_features: int = int(body.feature_info.channels()[-1])
         self.reduction: int = int(body.feature_info.reduction()[-1]) * (
@@ -92,8 +101,18 @@ class Backbone(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)  # no copy if already
         fmap = self.body(images)[-1]  # (B, N, H/r, W/r)
         return self.pool(fmap)  # (B, N, h, w)
+
+
+def is_convolutional(body: nn.Module) -> bool:
+    """Whether most of the body's weights are convolution kernels (a CNN, for which the NHWC
+    memory format pays) rather than Linear matrices (ViT-like: patch embedding + MLPs)."""
+    conv = sum(m.weight.numel() for m in body.modules() if isinstance(m, nn.Conv2d))
+    linear = sum(m.weight.numel() for m in body.modules() if isinstance(m, nn.Linear))
+    return conv > linear
 
 
 def default_preprocessing(name: str) -> dict[str, object]:

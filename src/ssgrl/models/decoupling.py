@@ -15,7 +15,8 @@ class SemanticDecoupling(nn.Module):
 
     P, b and f_a are kept as in the reference (for weight import), but since nothing
     non-linear separates them they are folded into one d1 -> 1 map before use: the
-    (B, HW, C, d2) tensor is never formed, and memory peaks at B*HW*C*d1.
+    (B, HW, C, d2) tensor is never formed, and the (B, HW, C, d1) one only a chunk of classes
+    at a time (``CHUNK_BYTES``).
     ``folded()`` gives the inference form that stores that map instead of P, b and f_a.
     """
 
@@ -68,15 +69,42 @@ class FoldedDecoupling(nn.Module):
         return _attend(fmap, self.U, self.V(embeddings), self.w_eff, self.b_eff)
 
 
+# The largest (B, HW, C', d1) tanh tensor _attend forms at once: classes go in chunks of C' so
+# that it stays under this many bytes (64 MiB; one chunk holds all 80 COCO classes at 448 px,
+# batch 2). In training, autograd keeps each chunk's tanh for the backward anyway.
+CHUNK_BYTES = 64 * 2**20
+
+
+def class_chunk(batch: int, positions: int, d1: int, itemsize: int = 4) -> int:
+    """Classes per chunk: the most whose (batch, positions, chunk, d1) tensor fits CHUNK_BYTES
+    (at least 1)."""
+    return max(1, CHUNK_BYTES // max(1, batch * positions * d1 * itemsize))
+
+
 def _attend(
-    fmap: torch.Tensor, U: nn.Module, v: torch.Tensor, w_eff: torch.Tensor, b_eff: torch.Tensor
+    fmap: torch.Tensor,
+    U: nn.Module,
+    v: torch.Tensor,
+    w_eff: torch.Tensor,
+    b_eff: torch.Tensor,
+    chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eqs. 1-4 with the folded score map; v = V^T x_c for every class (C, d1)."""
+    """Eqs. 1-4 with the folded score map; v = V^T x_c for every class (C, d1).
+
+    The scores are computed for ``chunk`` classes at a time (default: ``class_chunk``), each
+    chunk exactly as all classes at once. Under ``torch.export`` / ``torch.compile`` (the ONNX
+    export has a dynamic batch size) all classes form one chunk."""
     b, _, h, w = fmap.shape
+    c, d1 = v.shape
     f = fmap.flatten(2).transpose(1, 2)  # (B, HW, N)
-    u = U(f)  # (B, HW, d1)
-    joint = torch.tanh(u.unsqueeze(2) * v)  # (B, HW, C, d1)
-    scores = joint @ w_eff + b_eff  # (B, HW, C)
+    u = U(f).unsqueeze(2)  # (B, HW, 1, d1)
+    if chunk is None:
+        chunk = c if torch.compiler.is_compiling() else class_chunk(b, h * w, d1, u.element_size())
+    parts = []
+    for start in range(0, c, chunk):
+        joint = (u * v[start : start + chunk]).tanh_()  # (B, HW, C', d1), one buffer
+        parts.append(joint @ w_eff)  # (B, HW, C')
+    scores = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)) + b_eff  # (B, HW, C)
     attention = scores.softmax(dim=1)  # (B, HW, C): a distribution over positions
     features = attention.transpose(1, 2) @ f  # (B, C, N)
     return features, attention.transpose(1, 2).reshape(b, -1, h, w)
