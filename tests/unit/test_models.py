@@ -32,6 +32,7 @@ from ssgrl.models import (
     default_preprocessing,
     model_config,
 )
+from ssgrl.models.ggnn import unfused_state_dict
 
 NUM_CLASSES = 5
 EMBED_DIM = 12
@@ -187,10 +188,11 @@ def test_every_trainable_parameter_gets_a_gradient(
         assert 0 < len(backbone_trainable) < len(list(net.backbone.parameters()))
     if isinstance(net, SSGRL):
         quirk = b.config.reset_gate_uses_update_weights
-        for p in net.graph.U_r.parameters():
-            assert p.requires_grad is (not quirk)
-            if quirk:
-                assert p.grad is None
+        grad = net.graph.U_zr.weight.grad  # [U_z; U_r]: the quirk never reads U_r
+        assert grad is not None
+        d = net.graph.hidden_dim
+        assert bool(grad[d:].any()) is not quirk
+        assert bool(grad[:d].any())
         assert ("label_embeddings" in trainable) is b.config.learn_embeddings
     net.zero_grad(set_to_none=True)
 
@@ -371,9 +373,15 @@ def test_decoupling_matches_explicit_reference(h: int, w: int) -> None:
     torch.testing.assert_close(a32.double(), ref_attention, atol=1e-5, rtol=1e-5)
 
 
-def reference_ggnn(g: GGNN, h: torch.Tensor, reset_weights: nn.Linear) -> torch.Tensor:
-    """Eqs. 5-6 with explicit loops over classes; A_in = M, A_out = M^T."""
-    adj = g.get_buffer("adjacency")  # (C, C)
+def reference_ggnn(g: GGNN, h: torch.Tensor, reset: str) -> torch.Tensor:
+    """Eqs. 5-6 with explicit loops over classes and the paper's separate W_z, W_r, W, U_z,
+    U_r, U (``reset`` names the reset gate's U); A_in = M, A_out = M^T."""
+    adj = g.adjacency.detach()  # (C, C)
+    sd = unfused_state_dict(g.state_dict())
+
+    def lin(name: str, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, sd[f"{name}.weight"], sd[f"{name}.bias"])
+
     _, c, _ = h.shape
     for _ in range(g.steps):
         new = []
@@ -382,9 +390,9 @@ def reference_ggnn(g: GGNN, h: torch.Tensor, reset_weights: nn.Linear) -> torch.
             a_out = torch.stack([adj[j, i] * h[:, j] for j in range(c)]).sum(0)  # A_out = M^T
             a = torch.cat([a_in, a_out], dim=-1)  # (B, 2D)
             hi = h[:, i]
-            z = torch.sigmoid(F.linear(a, g.W_z.weight, g.W_z.bias) + g.U_z(hi))
-            r = torch.sigmoid(F.linear(a, g.W_r.weight, g.W_r.bias) + reset_weights(hi))
-            h_tilde = torch.tanh(F.linear(a, g.W.weight, g.W.bias) + g.U(r * hi))
+            z = torch.sigmoid(lin("W_z", a) + lin("U_z", hi))
+            r = torch.sigmoid(lin("W_r", a) + lin(reset, hi))
+            h_tilde = torch.tanh(lin("W", a) + lin("U", r * hi))
             new.append((1 - z) * hi + z * h_tilde)
         h = torch.stack(new, dim=1)
     return h
@@ -401,22 +409,25 @@ def _ggnn(quirk: bool, steps: int = 3) -> tuple[GGNN, torch.Tensor]:
 def test_ggnn_matches_loop_reference() -> None:
     g, h0 = _ggnn(quirk=False)
     out = g(h0)
-    torch.testing.assert_close(out, reference_ggnn(g, h0, g.U_r), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(out, reference_ggnn(g, h0, "U_r"), atol=1e-12, rtol=1e-12)
     # the reference can tell A_in from A_out, and U_r from U_z
     flipped = g.get_buffer("adjacency").t()
     transposed = GGNN(7, flipped, steps=3).double()
     transposed.load_state_dict({**g.state_dict(), "adjacency": flipped})
     assert not torch.allclose(transposed(h0), out)
-    assert not torch.allclose(reference_ggnn(g, h0, g.U_z), out)
+    assert not torch.allclose(reference_ggnn(g, h0, "U_z"), out)
 
 
 def test_ggnn_quirk_uses_update_weights_in_reset_gate() -> None:
     g, h0 = _ggnn(quirk=True)
     out = g(h0)
-    torch.testing.assert_close(out, reference_ggnn(g, h0, g.U_z), atol=1e-12, rtol=1e-12)
-    assert not torch.allclose(out, reference_ggnn(g, h0, g.U_r))
-    assert not any(p.requires_grad for p in g.U_r.parameters())
-    assert all(p.requires_grad for p in g.U_z.parameters())
+    torch.testing.assert_close(out, reference_ggnn(g, h0, "U_z"), atol=1e-12, rtol=1e-12)
+    assert not torch.allclose(out, reference_ggnn(g, h0, "U_r"))
+    # U_r (rows D: of U_zr) is never read: no gradient reaches it
+    g(h0).sum().backward()
+    assert g.U_zr.weight.grad is not None and g.U_zr.bias.grad is not None
+    assert not g.U_zr.weight.grad[7:].any() and not g.U_zr.bias.grad[7:].any()
+    assert g.U_zr.weight.grad[:7].any()
 
 
 def test_ggnn_zero_steps_is_identity_and_bad_input_is_rejected() -> None:
@@ -445,7 +456,7 @@ def test_ssgrl_head_matches_reference_composition() -> None:
     fmap = torch.randn(2, n, 3, 2, dtype=torch.float64)
     logits, attention = net.head_with_attention(fmap)
     f_c, ref_attention = reference_decoupling(net.decoupling, fmap, net.label_embeddings)
-    h_t = reference_ggnn(net.graph, f_c, net.graph.U_r)
+    h_t = reference_ggnn(net.graph, f_c, "U_r")
     ref = torch.empty(2, c, dtype=torch.float64)
     for k in range(c):  # o_c = tanh(FC([h_c^T, f_c])), s_c = w_c . o_c + b_c
         o = torch.tanh(net.fc_out(torch.cat([h_t[:, k], f_c[:, k]], dim=-1)))  # (B, N)
@@ -468,7 +479,7 @@ def test_model_construction_errors() -> None:
     with pytest.raises(ValueError, match="unknown model config"):
         model_config("no-such-model")
     with pytest.raises(ValueError, match="unknown model settings"):
-        ModelConfig.from_dict({**ModelConfig().to_dict(), "dropout": 0.5})
+        ModelConfig.from_dict({**ModelConfig().to_dict(), "drop_rate": 0.5})
     with pytest.raises(ValueError, match="pool"):
         Backbone("tf_efficientnet_lite0", pool="max")  # type: ignore[arg-type]
     for name, config in MODEL_CONFIGS.items():

@@ -89,6 +89,9 @@ def build_network(
         adjacency = torch.from_numpy(np.asarray(label_graph.matrix, dtype=np.float32))
         vectors = torch.from_numpy(np.asarray(emb.vectors, dtype=np.float32))
         graph_info = {k: v for k, v in label_graph.to_dict().items() if k != "matrix"}
+        if config.adjacency != "statistics" or config.learn_adjacency:
+            # the statistics above stay on record (resuming checks them); the weights hold this
+            graph_info["adjacency"] = adjacency_note(config)
         emb_info = EmbeddingInfo(
             source=emb.source,
             dim=emb.dim,
@@ -115,9 +118,22 @@ def build_network(
     return BuildResult(net=net, meta=meta, graph=label_graph, embeddings=emb)
 
 
+def adjacency_note(config: ModelConfig) -> str:
+    """What the adjacency in a checkpoint's weights is, when not the counted statistics."""
+    start = {
+        "statistics": "the label statistics recorded here",
+        "identity": "the identity",
+        "uniform": "uniform 1/C",
+    }[config.adjacency]
+    if config.learn_adjacency:
+        return f"learned, initialised as {start}"
+    return start
+
+
 __all__ = [
     "BuildResult",
     "PreprocessingRequest",
+    "adjacency_note",
     "build_network",
     "resolve_model_config",
     "resolve_preprocessing",

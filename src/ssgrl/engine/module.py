@@ -26,7 +26,6 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DistributedSampler
 
@@ -41,6 +40,7 @@ from ssgrl.checkpoint import (
 )
 from ssgrl.data.datamodule import Batch, SSGRLDataModule
 from ssgrl.engine.build import build_network, resolve_model_config, resolve_preprocessing
+from ssgrl.engine.losses import LossConfig, loss_entries, masked_loss
 from ssgrl.graph import EmbeddingOptions, GraphOptions, LabelGraph
 from ssgrl.graph.cooccurrence import graph_differences
 from ssgrl.inference.thresholds import fit_thresholds, metrics_at_thresholds, probabilities
@@ -95,9 +95,7 @@ warnings.filterwarnings("ignore", message=r".*self\.log\('train/loss', \.\.\., s
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BCE with logits averaged over the entries that are not ignored (target -1)."""
-    mask = target >= 0
-    loss = F.binary_cross_entropy_with_logits(logits, target.clamp(min=0), reduction="none")
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    return masked_loss(logits, target, LossConfig())
 
 
 def _as(cls: type[Any], value: Any) -> Any:
@@ -115,6 +113,8 @@ class SSGRLModule(L.LightningModule):
         graph: how the label graph is built from the training labels.
         embeddings: where the label embeddings come from.
         optim: the optimisation recipe; evaluation: how val/test are scored.
+        loss: the training loss, bce | focal | asl (``ssgrl.engine.losses``); val/loss and
+            test/loss are the same loss, so training and validation curves compare.
     """
 
     def __init__(
@@ -125,6 +125,7 @@ class SSGRLModule(L.LightningModule):
         embeddings: EmbeddingOptions = EmbeddingOptions(),  # noqa: B008
         optim: OptimConfig = OptimConfig(),
         evaluation: EvalConfig = EvalConfig(),
+        loss: LossConfig = LossConfig(),  # noqa: B008
     ) -> None:
         super().__init__()
         self.model_config = resolve_model_config(net)
@@ -133,6 +134,7 @@ class SSGRLModule(L.LightningModule):
         self.embedding_options: EmbeddingOptions = _as(EmbeddingOptions, embeddings)
         self.optim: OptimConfig = _as(OptimConfig, optim)
         self.evaluation: EvalConfig = _as(EvalConfig, evaluation)
+        self.loss_config: LossConfig = _as(LossConfig, loss)
         if self.optim.max_nonfinite_steps < 0:
             raise ValueError(
                 "model.optim.max_nonfinite_steps must be >= 0 (0: stop at the first non-finite "
@@ -146,6 +148,7 @@ class SSGRLModule(L.LightningModule):
                 "embeddings": dataclasses.asdict(self.embedding_options),
                 "optim": dataclasses.asdict(self.optim),
                 "evaluation": dataclasses.asdict(self.evaluation),
+                "loss": dataclasses.asdict(self.loss_config),
             }
         )
         self.net: Network | None = None
@@ -369,7 +372,7 @@ class SSGRLModule(L.LightningModule):
         self.log("train/skipped_steps", float(len(self.skipped_steps)), sync_dist=True)
 
     def training_step(self, batch: Batch, batch_idx: int) -> dict[str, Any]:
-        """The masked BCE averaged over the global batch; ``counted``: the indices of the
+        """The masked loss (``model.loss``, BCE by default) averaged over the global batch; ``counted``: the indices of the
         batch's samples in the loss (a DistributedSampler's padding duplicates are not).
 
         Each process returns its entries' loss sum times the number of processes over the
@@ -385,7 +388,7 @@ class SSGRLModule(L.LightningModule):
         target = batch["target"]
         counted = self._not_padding(batch_idx, len(target), target.device)
         mask = (target >= 0) & counted[:, None]
-        entries = F.binary_cross_entropy_with_logits(logits, target.clamp(min=0), reduction="none")
+        entries = loss_entries(logits, target.clamp(min=0), self.loss_config)
         entries = torch.where(mask, entries, torch.zeros_like(entries))
         local_sum = entries.sum()
         stats = torch.stack([local_sum.detach().float(), mask.sum().float(), counted.sum().float()])
@@ -546,7 +549,11 @@ class SSGRLModule(L.LightningModule):
             return None
         ev = self.evaluation
         # the split's loss from the gathered outputs: each image once, whatever the processes
-        loss = float(masked_bce(torch.from_numpy(logits), torch.from_numpy(target).float()))
+        loss = float(
+            masked_loss(
+                torch.from_numpy(logits), torch.from_numpy(target).float(), self.loss_config
+            )
+        )
         with warnings.catch_warnings():
             if self.trainer.sanity_checking:
                 warnings.simplefilter("ignore")

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ssgrl.checkpoint import Model, load_model, package_version
+from ssgrl.models.decoupling import SemanticDecoupling
 from ssgrl.models.ssgrl import SSGRL
 from ssgrl.provenance import sha256_file
 
@@ -87,10 +88,11 @@ class _Exportable(nn.Module):
     def __init__(self, net: nn.Module, attention: bool) -> None:
         super().__init__()
         net = copy.deepcopy(net).eval()  # the caller's model is left as it is
-        if isinstance(net, SSGRL):
+        has_attention = isinstance(net, SSGRL) and net.has_attention
+        if isinstance(net, SSGRL) and isinstance(net.decoupling, SemanticDecoupling):
             net.decoupling = net.decoupling.folded()  # type: ignore[assignment]
         self.net = net
-        self.attention = attention and isinstance(net, SSGRL)
+        self.attention = attention and has_attention
         self.eval()
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -113,7 +115,8 @@ def export_onnx(
     """Write ``model`` (a checkpoint's ``Model``) to ``path`` as ONNX and return what was written.
 
     ``source``: the checkpoint file the model came from (its sha256 and name go into the
-    metadata). ``attention``: add the SSGRL ``attention`` output (ignored for the baseline).
+    metadata). ``attention``: add the SSGRL ``attention`` output (ignored for the baseline
+    and for SSGRL without semantic decoupling, which have none).
     ``check``: run the written file in onnxruntime on a random batch of 3 and refuse it (write
     nothing) unless every logit is within ``tolerance`` of PyTorch's. The file is written to a
     temporary name beside ``path`` and renamed: it never replaces a file unless ``overwrite``.

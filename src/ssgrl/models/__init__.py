@@ -2,9 +2,15 @@
 
 from ssgrl.models.backbone import Backbone, default_preprocessing
 from ssgrl.models.decoupling import SemanticDecoupling
-from ssgrl.models.factory import MODEL_CONFIGS, ModelConfig, build_model, model_config
+from ssgrl.models.factory import (
+    MODEL_CONFIGS,
+    ModelConfig,
+    build_model,
+    fixed_adjacency,
+    model_config,
+)
 from ssgrl.models.ggnn import GGNN
-from ssgrl.models.ssgrl import SSGRL, Baseline
+from ssgrl.models.ssgrl import SSGRL, Baseline, NoAttentionError, PooledProjection
 
 __all__ = [
     "GGNN",
@@ -13,8 +19,11 @@ __all__ = [
     "Backbone",
     "Baseline",
     "ModelConfig",
+    "NoAttentionError",
+    "PooledProjection",
     "SemanticDecoupling",
     "build_model",
     "default_preprocessing",
+    "fixed_adjacency",
     "model_config",
 ]
