@@ -33,9 +33,9 @@ typecheck: $(STAMP)
 
 check: test lint typecheck
 
+# every benchmark, one table (benchmarks/results/latest.md); BENCH_ARGS="--quick" or "--device cuda"
 bench: $(STAMP)
-	$(BIN)/python benchmarks/head_speed_memory.py
-	$(BIN)/python benchmarks/feature_cache.py
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -14,6 +14,7 @@ from ssgrl.metrics import (
     APMode,
     UndefinedClassWarning,
     average_precision,
+    average_precisions,
     compute_metrics,
     format_metrics,
     multilabel_counts,
@@ -642,3 +643,59 @@ def test_large_input_is_fast() -> None:
     for mode in AP_MODES:
         compute_metrics(scores, targets, ap_mode=mode)
     assert time.perf_counter() - start < 20  # vectorised: about a second on 2 cores
+
+
+def test_coco_sized_matrix_matches_sklearn_loop_with_ties_and_ignored() -> None:
+    # 5000 x 80: scores rounded to 2 decimals (many ties), ~3% positives, ~5% ignored, one class
+    # without positives and one entirely ignored
+    rng = np.random.default_rng(11)
+    n, c = 5000, 80
+    scores = np.round(rng.random((n, c)), 2)
+    targets = (rng.random((n, c)) < 0.03).astype(np.int8)
+    targets[rng.random((n, c)) < 0.05] = -1
+    targets[rng.integers(0, n, size=c), np.arange(c)] = 1
+    targets[:, 7] = np.where(targets[:, 7] == 1, 0, targets[:, 7])  # no positive
+    targets[:, 9] = -1  # nothing left
+    by_mode = average_precisions(scores, targets)
+    assert set(by_mode) == set(AP_MODES)
+    expected = np.full(c, np.nan)
+    for j in range(c):
+        keep = targets[:, j] >= 0
+        if (targets[keep, j] == 1).any():
+            expected[j] = average_precision_score(targets[keep, j], scores[keep, j])
+    assert np.isnan(by_mode["noninterp"][[7, 9]]).all()
+    np.testing.assert_allclose(by_mode["noninterp"], expected, rtol=0, atol=1e-12)
+    for mode in AP_MODES:  # the shared sort gives what each mode gives alone
+        np.testing.assert_array_equal(by_mode[mode], average_precision(scores, targets, mode))
+    for j in (0, 33, 79):  # and the devkit loops on a few classes
+        rec, prec = voc07_curve(scores[:, j], targets[:, j])
+        assert by_mode["voc07"][j] == pytest.approx(voc_ap_07_port(rec, prec), abs=1e-12)
+    # top-3 without sorting each row: the same set as a stable sort's first 3
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :3]
+    expected_top = np.zeros((n, c), dtype=bool)
+    np.put_along_axis(expected_top, top, True, axis=1)
+    np.testing.assert_array_equal(topk_predictions(scores, 3), expected_top)
+    counts = multilabel_counts(expected_top, targets)
+    valid = targets >= 0
+    np.testing.assert_array_equal(counts.correct, (expected_top & (targets == 1)).sum(axis=0))
+    np.testing.assert_array_equal(counts.predicted, (expected_top & valid).sum(axis=0))
+
+
+def test_topk_with_nan_scores_ranks_like_a_stable_sort() -> None:
+    scores = np.array([[0.2, np.nan, 0.9, 0.2], [np.nan, np.nan, 0.1, 0.3]])
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :2]
+    expected = np.zeros(scores.shape, dtype=bool)
+    np.put_along_axis(expected, top, True, axis=1)
+    np.testing.assert_array_equal(topk_predictions(scores, 2), expected)
+    np.testing.assert_array_equal(
+        expected, [[True, False, True, False], [False, False, True, True]]
+    )
+
+
+def test_ap_of_a_class_alone_equals_it_among_others() -> None:
+    scores, targets = quirk_data(3)
+    every = average_precisions(scores, targets)
+    for j in range(scores.shape[1]):
+        alone = average_precisions(scores[:, j : j + 1], targets[:, j : j + 1])
+        for mode in AP_MODES:
+            np.testing.assert_array_equal(alone[mode], every[mode][j : j + 1])

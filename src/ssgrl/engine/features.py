@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import tempfile
 import time
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ssgrl.data.datamodule import ImageDataset, SSGRLDataModule
 from ssgrl.engine.module import SSGRLModule
+from ssgrl.inference.predictor import default_num_workers
 from ssgrl.models.backbone import Backbone
 
 STAGE_ROLES = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
@@ -128,16 +130,25 @@ def compute_features(
     progress: bool = True,
 ) -> torch.Tensor:
     """(N, C, h, w) feature maps of ``dataset`` in order, on the CPU, in the dtype the backbone
-    gives under ``context`` (the Trainer's precision context: exact for every precision)."""
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+    gives under ``context`` (the Trainer's precision context: exact for every precision).
+
+    ``num_workers`` DataLoader worker processes open, decode and preprocess the images while
+    the backbone runs on the previous batch (0: all in this process)."""
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     chunks = []
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.inference_mode():
             for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+                images = batch["image"].to(device, non_blocking=True)
                 with context():
-                    chunks.append(backbone(batch["image"].to(device)).cpu())
+                    chunks.append(backbone(images).cpu())
     finally:
         backbone.train(was_training)
     return torch.cat(chunks)
@@ -156,11 +167,22 @@ class FeatureCaching(Callback):
     Args:
         directory: keep the features here between runs (None: in memory, for this run only).
         progress: show a progress bar per split.
+        num_workers: decoding worker processes for the backbone pass (None: ``data.num_workers``,
+            or, when that is 0 and workers start by fork, ``default_num_workers()``: the pass
+            reads every image once, so workers pay off even where training runs without).
     """
 
-    def __init__(self, directory: str | Path | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        progress: bool = True,
+        num_workers: int | None = None,
+    ) -> None:
+        if num_workers is not None and num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.directory = None if directory is None else Path(directory)
         self.progress = progress
+        self.num_workers = num_workers
         self.stores: dict[str, FeatureStore] = {}
         self.reports: list[FillReport] = []
         self.precision = ""
@@ -249,12 +271,18 @@ class FeatureCaching(Callback):
         device = trainer.strategy.root_device
         context = trainer.precision_plugin.forward_context
 
+        workers = self.num_workers
+        if workers is None:
+            # a forked worker needs nothing pickled (a split's loader may be a closure)
+            forks = multiprocessing.get_context().get_start_method() == "fork"
+            workers = dm.num_workers or (default_num_workers() if forks else 0)
+
         def run(subset: Any) -> torch.Tensor:
             return compute_features(
                 backbone.to(device),
                 subset,
                 dm.eval_batch_size,
-                dm.num_workers,
+                workers if len(subset) > dm.eval_batch_size else 0,
                 device,
                 context,
                 desc,

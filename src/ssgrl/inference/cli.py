@@ -24,7 +24,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ssgrl.inference.output import prediction_record
-from ssgrl.inference.predictor import Prediction, Predictor, collect_inputs
+from ssgrl.inference.predictor import (
+    Prediction,
+    Predictor,
+    collect_inputs,
+    default_num_workers,
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +60,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size", type=int, default=16, help="images per forward pass (default 16)"
+    )
+    parser.add_argument(
+        "--num-workers",
+        "--num_workers",
+        dest="num_workers",
+        type=int,
+        default=None,
+        help="worker processes that decode and preprocess images while the network runs "
+        f"(default: one per CPU beyond the first, at most 4: {default_num_workers()} here; "
+        "0: decode in this process)",
     )
     parser.add_argument(
         "--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)"
@@ -113,6 +128,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("ssgrl predict: error: --batch-size must be >= 1", file=sys.stderr)
         return 2
+    if args.num_workers is not None and args.num_workers < 0:
+        print("ssgrl predict: error: --num-workers must be >= 0", file=sys.stderr)
+        return 2
     if args.top_k is not None and args.top_k < 1:
         print("ssgrl predict: error: --top-k must be >= 1", file=sys.stderr)
         return 2
@@ -144,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
             disable=args.no_progress or None,
             file=sys.stderr,
         )
-        for pred in predictor.predict_paths(paths, batch_size=args.batch_size):
+        for pred in predictor.predict_paths(
+            paths, batch_size=args.batch_size, num_workers=args.num_workers
+        ):
             if pred.error is not None:
                 failed += 1
                 print(f"ssgrl predict: {pred.error}", file=sys.stderr)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -11,6 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from ssgrl.checkpoint import Model, Thresholds, load_model
 from ssgrl.data.decode import IMAGE_EXTENSIONS, ImageDecodeError, decode_image, open_image
@@ -170,30 +172,43 @@ class Predictor:
         """Probabilities (B, C) of decoded images."""
         return _sigmoid(self.predict_logits(images))
 
-    def predict_paths(self, paths: Iterable[Path], batch_size: int = 16) -> Iterator[Prediction]:
+    def predict_paths(
+        self, paths: Iterable[str | Path], batch_size: int = 16, num_workers: int | None = None
+    ) -> Iterator[Prediction]:
         """Decode and predict in batches, in input order; an unreadable file gives an error
-        ``Prediction`` and the others go on."""
-        pending: list[tuple[str, Image.Image | str]] = []  # (name, image or error message)
-        num_images = 0
-        for path in paths:
-            try:
-                pending.append((str(path), open_image(path)))
-                num_images += 1
-            except ImageDecodeError as err:
-                pending.append((str(path), str(err)))
-            if num_images == batch_size:
-                yield from self._flush(pending)
-                pending, num_images = [], 0
-        yield from self._flush(pending)
+        ``Prediction`` and the others go on.
 
-    def _flush(self, pending: list[tuple[str, Image.Image | str]]) -> Iterator[Prediction]:
-        images = [item for _, item in pending if isinstance(item, Image.Image)]
-        probs = iter(self.predict_images(images))
-        for name, item in pending:
-            if isinstance(item, str):
-                yield Prediction(image=name, error=item)
-            else:
-                yield Prediction(image=name, probabilities=next(probs))
+        Files are opened, decoded and preprocessed by ``num_workers`` DataLoader worker
+        processes (``None``: ``default_num_workers()``; 0: in this process) while the network
+        runs on the previous batch. A single batch is always decoded in this process (starting
+        workers would cost more than they save)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        workers = default_num_workers() if num_workers is None else num_workers
+        if workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        files = _ImageFiles(list(paths), self.transform)
+        if len(files) <= batch_size:
+            workers = 0
+        device = getattr(self.engine, "device", None)
+        loader = DataLoader(
+            files,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=workers,
+            collate_fn=_collate,
+            pin_memory=isinstance(device, torch.device) and device.type == "cuda",
+        )
+        start = 0
+        for images, errors in loader:
+            probs = iter(_sigmoid(self.engine.logits(images)) if images is not None else ())
+            for k, error in enumerate(errors):
+                name = files.names[start + k]
+                if error is not None:
+                    yield Prediction(image=name, error=error)
+                else:
+                    yield Prediction(image=name, probabilities=next(probs))
+            start += len(errors)
 
     def attention(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities (B, C) and attention maps (B, C, h, w) of decoded images."""
@@ -206,6 +221,47 @@ class Predictor:
         """Probabilities (C,), attention maps (C, h, w) and the image as the model saw it."""
         probs, attention = self.attention([image])
         return probs[0], attention[0], self.view(image)
+
+
+def default_num_workers() -> int:
+    """Decoding workers for ``predict_paths``: one per CPU this process may use beyond the one
+    the network's main thread keeps busy, at most 4; 0 on a single CPU."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(4, cpus - 1))
+
+
+class _ImageFiles(Dataset[tuple[torch.Tensor | None, str | None]]):
+    """Image files as network inputs: item i is (tensor (3, H, W), None), or (None, the error
+    message) for a file ``open_image`` cannot read. Runs in DataLoader workers."""
+
+    def __init__(
+        self, paths: list[str | Path], transform: Callable[[Image.Image], torch.Tensor]
+    ) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.names = [str(p) for p in paths]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, str | None]:
+        try:
+            image = open_image(self.paths[index])
+        except ImageDecodeError as err:
+            return None, str(err)
+        return self.transform(image), None
+
+
+def _collate(
+    items: list[tuple[torch.Tensor | None, str | None]],
+) -> tuple[torch.Tensor | None, list[str | None]]:
+    """The decoded images of a batch stacked (B', 3, H, W) (None if none decoded), and one error
+    message or None per item, in order."""
+    tensors = [x for x, _ in items if x is not None]
+    return (torch.stack(tensors) if tensors else None), [err for _, err in items]
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -20,10 +20,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ssgrl.metrics.ap import AP_MODES, APMode, average_precision, check_scores_targets, mean_ap
+from ssgrl.metrics.ap import (
+    AP_MODES,
+    APMode,
+    average_precision,
+    average_precisions,
+    check_scores_targets,
+    checked_average_precisions,
+    mean_ap,
+)
 from ssgrl.metrics.multilabel import (
     PRF_KEYS,
     MultilabelCounts,
+    checked_counts,
     multilabel_counts,
     multilabel_prf,
     threshold_predictions,
@@ -37,6 +46,7 @@ __all__ = [
     "MultilabelCounts",
     "UndefinedClassWarning",
     "average_precision",
+    "average_precisions",
     "check_scores_targets",
     "compute_metrics",
     "format_metrics",
@@ -135,7 +145,7 @@ def compute_metrics(
             f"{s.max():.4g}]); pass logits=True for raw logits"
         )
 
-    ap = average_precision(s, t, mode=ap_mode)  # (C,), NaN = undefined
+    ap = checked_average_precisions(s, t, (ap_mode,))[ap_mode]  # (C,), NaN = undefined
     undefined = [names[i] for i in np.flatnonzero(np.isnan(ap))]
     if len(undefined) == c:
         raise ValueError(
@@ -158,13 +168,14 @@ def compute_metrics(
         },
     }
     result.update(
-        _percent(multilabel_prf(multilabel_counts(threshold_predictions(probs, threshold), t)))
+        _percent(multilabel_prf(checked_counts(threshold_predictions(probs, threshold), t)))
     )
     if k_eff is not None:
         # ranked on the raw scores (logits when logits=True), as ML-GCN's topk on its outputs
         min_score = MLGCN_MIN_LOGIT if logits else MLGCN_MIN_PROB
-        plain = multilabel_counts(topk_predictions(s, k_eff), t)
-        mlgcn = multilabel_counts(topk_predictions(s, k_eff, min_score=min_score), t)
+        top = topk_predictions(s, k_eff)  # (N, C)
+        plain = checked_counts(top, t)
+        mlgcn = checked_counts(top & (s >= min_score), t)  # = topk_predictions(..., min_score)
         result[f"top{k_eff}"] = _percent(multilabel_prf(plain))
         result[f"top{k_eff}_mlgcn"] = _percent(multilabel_prf(mlgcn))
         result["topk"] = dict(result[f"top{k_eff}"])

@@ -1,4 +1,5 @@
-"""Average precision per class, vectorised over the C columns of an (N, C) score matrix.
+"""Average precision per class of an (N, C) score matrix: one sort per class column, then
+whole-array numpy steps (no loop over images); several AP modes can share the sort.
 
 Targets use 1 = present, 0 = absent, -1 = ignore. An ignored entry is removed from its class's
 ranking: it counts neither as a true nor as a false positive, whatever its score.
@@ -24,6 +25,7 @@ order of tied entries. Without ties all three modes equal the usual devkit loops
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import numpy as np
@@ -41,9 +43,10 @@ VOC07_RECALL_LEVELS: FloatArray = np.arange(0.0, 1.1, 0.1)
 
 
 def check_scores_targets(
-    scores: npt.ArrayLike, targets: npt.ArrayLike
+    scores: npt.ArrayLike, targets: npt.ArrayLike, as_float: bool = True
 ) -> tuple[FloatArray, IntArray]:
-    """Validate (N, C) scores and targets; return them as float64 and int8 arrays.
+    """Validate (N, C) scores and targets; return them as float64 and int8 arrays
+    (``as_float=False``: the scores as given, e.g. boolean predictions, not copied).
 
     Raises ``ValueError`` naming the first offending entry (row = image, column = class).
     """
@@ -62,22 +65,28 @@ def check_scores_targets(
             f"scores and targets must have the same (images, classes) shape, "
             f"got scores {s.shape} and targets {t.shape}"
         )
-    s = s.astype(np.float64, copy=False)
-    bad = ~np.isfinite(s)
-    if bad.any():
+    if as_float:
+        s = s.astype(np.float64, copy=False)
+    if s.dtype.kind == "f" and not np.isfinite(s).all():
+        bad = ~np.isfinite(s)
         row, col = (int(v) for v in np.argwhere(bad)[0])
         raise ValueError(
             f"scores must be finite: {int(bad.sum())} NaN/inf value(s), the first at "
             f"row {row}, column {col} ({s[row, col]})"
         )
-    bad = ~np.isin(t, (1, 0, -1))
-    if bad.any():
+    if t.dtype.kind == "b":
+        bad = None  # False / True are 0 / 1
+    elif t.dtype.kind in "iu":
+        bad = (t > 1) | (t < -1) if t.dtype.kind == "i" else t > 1  # integers: 3 values left
+    else:
+        bad = ~np.isin(t, (1, 0, -1))
+    if bad is not None and bad.any():
         row, col = (int(v) for v in np.argwhere(bad)[0])
         raise ValueError(
             f"targets must be 1 (present), 0 (absent) or -1 (ignore): {int(bad.sum())} other "
             f"value(s), the first at row {row}, column {col} ({t[row, col]})"
         )
-    return s, t.astype(np.int8)
+    return s, t.astype(np.int8, copy=False)
 
 
 def average_precision(
@@ -88,53 +97,82 @@ def average_precision(
     ``scores`` may be logits or probabilities (only their order matters). ``"voc07"`` uses
     py-faster-rcnn's float levels ``np.arange(0.0, 1.1, 0.1)``, not exact k/10 (module docstring).
     """
-    if mode not in AP_MODES:
-        raise ValueError(f"unknown AP mode {mode!r}; expected one of {', '.join(AP_MODES)}")
+    return average_precisions(scores, targets, (mode,))[mode]
+
+
+def average_precisions(
+    scores: npt.ArrayLike, targets: npt.ArrayLike, modes: Sequence[APMode] = AP_MODES
+) -> dict[APMode, FloatArray]:
+    """``average_precision`` for several modes at once, sharing one sort per class: mode ->
+    (C,) float64 array (NaN for a class without positives)."""
+    for mode in modes:
+        if mode not in AP_MODES:
+            raise ValueError(f"unknown AP mode {mode!r}; expected one of {', '.join(AP_MODES)}")
     s, t = check_scores_targets(scores, targets)
-    n, c = s.shape
-    order = np.argsort(-s, axis=0, kind="stable")  # (N, C) rank -> row, best first
-    s = np.take_along_axis(s, order, axis=0)
-    t = np.take_along_axis(t, order, axis=0)
-    pos = t == 1  # (N, C)
-    valid = t >= 0  # (N, C); ignored entries add to neither count below
-    tp = np.cumsum(pos, axis=0)  # (N, C) true positives among the top rows
-    seen = np.cumsum(valid, axis=0)  # (N, C) non-ignored entries among the top rows
-    npos = tp[-1]  # (C,)
+    return checked_average_precisions(s, t, modes)
 
-    # Each row takes the counts at the last row of its tie group.
-    last = np.ones((n, c), dtype=bool)
-    last[:-1] = s[:-1] != s[1:]
-    end = np.where(last, np.arange(n)[:, None], n)
-    end = np.minimum.accumulate(end[::-1], axis=0)[::-1]  # (N, C) index of the group's last row
-    tp = np.take_along_axis(tp, end, axis=0)
-    seen = np.take_along_axis(seen, end, axis=0)
 
-    # Precision of the operating point of each non-ignored row; 0 elsewhere (never the max).
-    precision = np.zeros((n, c))
-    np.divide(tp, seen, out=precision, where=valid)
-    if mode == "noninterp":
-        total = np.where(pos, precision, 0.0).sum(axis=0)  # (C,)
-        count = npos
-    else:
-        envelope = np.maximum.accumulate(precision[::-1], axis=0)[::-1]  # best at rank >= this
-        if mode == "voc":
-            total = np.where(pos, envelope, 0.0).sum(axis=0)
-            count = npos
-        else:
-            # Float recall as the port computes it (rec = tp / float(npos)), float levels.
-            rec = np.zeros((n, c))
-            np.divide(tp, npos, out=rec, where=npos > 0)  # (N, C)
-            total = np.zeros(c)
-            cols = np.arange(c)
-            for level in VOC07_RECALL_LEVELS:
-                reached = rec >= level  # (N, C); monotone down each column
-                first = np.argmax(reached, axis=0)  # (C,) first row reaching the level
-                total += np.where(reached[first, cols], envelope[first, cols], 0.0)
-            count = np.where(npos > 0, 11, 0)
+def checked_average_precisions(
+    s: FloatArray, t: IntArray, modes: Sequence[APMode]
+) -> dict[APMode, FloatArray]:
+    """``average_precisions`` of arrays that ``check_scores_targets`` returned (no second
+    validation pass over a large matrix)."""
+    c = s.shape[1]
+    out = {mode: np.full(c, np.nan) for mode in modes}
+    s_cn = np.ascontiguousarray(s.T)  # (C, N): each class one contiguous row
+    t_cn = np.ascontiguousarray(t.T)
+    for j in range(c):
+        for mode, value in _class_ap(s_cn[j], t_cn[j], modes).items():
+            out[mode][j] = value
+    return out
 
-    ap = np.full(c, np.nan)
-    np.divide(total, count, out=ap, where=npos > 0)
-    return ap
+
+def _class_ap(
+    scores: FloatArray, targets: IntArray, modes: Sequence[APMode]
+) -> dict[APMode, float]:
+    """The AP of one class (scores and targets (N,)) in each mode; {} without positives.
+
+    One sort of the class's non-ignored entries, then whole-array steps (no loop over images).
+    Removing the ignored entries first is the same as giving them no count: they never add to
+    a true or a false positive. Sums add one term after the other in rank order, as the devkit
+    loops do (numpy's pairwise ``sum`` could differ in the last bit).
+    """
+    keep = targets >= 0
+    scores, labels = scores[keep], targets[keep]
+    npos = int(np.count_nonzero(labels == 1))
+    if npos == 0:
+        return {}
+    order = np.argsort(-scores)  # (M,) best first; the order inside a tie group is irrelevant
+    ranked = scores[order]
+    pos = labels[order] == 1  # (M,)
+    tp = np.cumsum(pos)  # (M,) true positives among the top ranks
+    seen = np.arange(1, len(pos) + 1)  # (M,) entries among the top ranks
+    tied = ranked[:-1] == ranked[1:]  # (M-1,) rank i ties with rank i + 1
+    if tied.any():
+        # every rank takes the counts after its whole tie group (one operating point)
+        ends = np.flatnonzero(np.append(~tied, True))  # (G,) last rank of each group
+        group = np.searchsorted(ends, np.arange(len(pos)))  # (M,) group of each rank
+        tp, seen = tp[ends[group]], seen[ends[group]]
+    precision = tp / seen  # (M,)
+    result: dict[APMode, float] = {}
+    if "noninterp" in modes:
+        result["noninterp"] = _sum_in_order(precision[pos]) / npos
+    if "voc" in modes or "voc07" in modes:
+        envelope = np.maximum.accumulate(precision[::-1])[::-1]  # best precision at >= rank
+        if "voc" in modes:
+            result["voc"] = _sum_in_order(envelope[pos]) / npos
+        if "voc07" in modes:
+            # Float recall as the port computes it (rec = tp / float(npos)), float levels. The
+            # recall never falls down the ranking: the first rank reaching a level is a search.
+            recall = tp / float(npos)  # (M,)
+            first = np.searchsorted(recall, VOC07_RECALL_LEVELS, side="left")  # (11,)
+            result["voc07"] = _sum_in_order(envelope[first[first < len(pos)]]) / 11
+    return result
+
+
+def _sum_in_order(values: FloatArray) -> float:
+    """Sum adding one term after the other (numpy's ``sum`` is pairwise)."""
+    return float(np.cumsum(values)[-1]) if len(values) else 0.0
 
 
 def mean_ap(ap: FloatArray) -> float:

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from ssgrl.metrics.ap import check_scores_targets
+from ssgrl.metrics.ap import IntArray, check_scores_targets
 
 BoolArray = npt.NDArray[np.bool_]
 CountArray = npt.NDArray[np.int64]
@@ -63,9 +63,21 @@ def topk_predictions(
         raise ValueError(f"scores must be a 2-D (images, classes) array, got shape {s.shape}")
     if not 1 <= k <= s.shape[1]:
         raise ValueError(f"top-k needs 1 <= k <= number of classes ({s.shape[1]}), got k={k}")
-    top = np.argsort(-s, axis=1, kind="stable")[:, :k]  # (N, k) class indices
-    pred = np.zeros(s.shape, dtype=bool)
-    np.put_along_axis(pred, top, True, axis=1)
+    if np.isnan(s).any():  # NaN has no place in a partition: rank as a stable sort does
+        top = np.argsort(-s, axis=1, kind="stable")[:, :k]  # (N, k) class indices
+        pred = np.zeros(s.shape, dtype=bool)
+        np.put_along_axis(pred, top, True, axis=1)
+    else:
+        # The same set as the first k of a stable descending sort, without sorting each row:
+        # every score above the k-th largest, then the lowest-index entries equal to it.
+        kth = -np.partition(-s, k - 1, axis=1)[:, k - 1 : k]  # (N, 1) k-th largest score
+        pred = s > kth  # (N, C) fewer than k per row
+        tied = s == kth  # (N, C)
+        need = k - pred.sum(axis=1, keepdims=True)  # (N, 1) >= 1 entries still to take
+        if (tied.sum(axis=1, keepdims=True) == need).all():
+            pred |= tied  # no row has more tied entries than places left
+        else:
+            pred |= tied & (np.cumsum(tied, axis=1) <= need)
     if min_score is not None:
         pred &= s >= min_score
     return pred
@@ -73,10 +85,15 @@ def topk_predictions(
 
 def multilabel_counts(predictions: npt.ArrayLike, targets: npt.ArrayLike) -> MultilabelCounts:
     """Count correct, predicted and ground-truth entries per class, skipping ignored targets."""
-    pred, t = check_scores_targets(predictions, targets)
-    valid = t >= 0  # (N, C)
-    predicted = (pred != 0) & valid
-    gt = t == 1
+    pred, t = check_scores_targets(predictions, targets, as_float=False)
+    return checked_counts(pred.astype(bool, copy=False), t)  # nonzero = predicted
+
+
+def checked_counts(predicted: BoolArray, t: IntArray) -> MultilabelCounts:
+    """``multilabel_counts`` of (N, C) boolean predictions and targets that
+    ``check_scores_targets`` returned (no second validation pass)."""
+    predicted = predicted & (t >= 0)  # ignored entries are neither predictions ...
+    gt = t == 1  # ... nor ground truth
     return MultilabelCounts(
         correct=(predicted & gt).sum(axis=0, dtype=np.int64),
         predicted=predicted.sum(axis=0, dtype=np.int64),
