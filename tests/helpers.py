@@ -1,13 +1,17 @@
 """Test-only helpers that the package itself does not need (importable as ``helpers``: the test
 root is on ``sys.path``, as for ``fixtures_voc``). ``save_split_as_manifest`` writes any split as
 PNG files plus the ``manifest`` dataset's CSV and class list, so a test can round-trip generated
-data through the manifest reader.
+data through the manifest reader. ``start_ssgrl`` / ``finish_ssgrl`` / ``run_ssgrl`` run the
+``ssgrl`` command in a fresh interpreter, as a user does (DDP launches, signals).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from ssgrl.data.base import PRESENT, Split
@@ -40,3 +44,39 @@ def save_split_as_manifest(split: Split, out_dir: Path) -> Path:
             ]
             writer.writerow([rel, "|".join(labels)])
     return manifest
+
+
+def start_ssgrl(
+    log: Path, *args: str, threads: int = 1, pythonpath: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``ssgrl ARGS`` started in a fresh interpreter with ``threads`` OpenMP threads, its stdout
+    and stderr into ``log``; ``pythonpath`` makes a test folder importable (for callbacks)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if pythonpath is not None:  # with the test root: a test module imports ``helpers``
+        paths = [str(pythonpath), str(Path(__file__).resolve().parent)]
+        env["PYTHONPATH"] = os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])
+    with Path(log).open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ssgrl.cli", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def finish_ssgrl(proc: subprocess.Popen[bytes], log: Path, timeout: float = 240) -> str:
+    """The output of a started ``ssgrl``, which must exit 0 within ``timeout`` seconds (a
+    process left waiting for another would hang: the timeout makes that a failure)."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    output = Path(log).read_text(errors="replace")
+    assert proc.returncode == 0, f"{' '.join(map(str, proc.args))} failed:\n{output[-4000:]}"
+    return output
+
+
+def run_ssgrl(log: Path, *args: str, timeout: float = 300) -> str:
+    """Run ``ssgrl ARGS`` in a fresh interpreter to the end; its output (it must exit 0)."""
+    return finish_ssgrl(start_ssgrl(log, *args), log, timeout)

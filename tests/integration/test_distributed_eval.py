@@ -11,14 +11,12 @@ compares the written ``metrics.json`` and logits.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import run_ssgrl
 
 from ssgrl.data.datamodule import SSGRLDataModule
 from ssgrl.data.registry import load_split
@@ -67,33 +65,19 @@ data:
 """
 
 
-def ssgrl(*args: str) -> str:
-    """Run the ``ssgrl`` command in a fresh interpreter; its stdout and stderr together."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "ssgrl.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"ssgrl {' '.join(args)} failed:\n{output[-4000:]}"
-    return output
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A checkpoint, then its test metrics from one process and from two."""
     tmp = tmp_path_factory.mktemp("ddp")
     config = tmp / "config.yaml"
     config.write_text(CONFIG)
-    ssgrl("fit", "--config", str(config), "--run_dir", str(tmp / "fit"))
+    run_ssgrl(tmp / "fit.log", "fit", "--config", str(config), "--run_dir", str(tmp / "fit"))
     ckpt = tmp / "fit" / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
     common = ["--config", str(config), "--ckpt_path", str(ckpt)]
-    ssgrl("test", *common, "--run_dir", str(tmp / "single"))
-    ddp_log = ssgrl(
+    run_ssgrl(tmp / "single.log", "test", *common, "--run_dir", str(tmp / "single"))
+    ddp_log = run_ssgrl(
+        tmp / "ddp.log",
         "test",
         *common,
         "--run_dir",

@@ -29,15 +29,13 @@ orders of magnitude more.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from helpers import finish_ssgrl, start_ssgrl
 from lightning.pytorch.callbacks import Callback
 
 from ssgrl.data.registry import load_split
@@ -143,32 +141,6 @@ class RecordSteps(Callback):
         path.write_text(json.dumps(data))
 
 
-def start(log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``ssgrl ARGS`` started in a fresh interpreter (this folder importable, for the callback),
-    its output into ``log``."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE)}
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ssgrl.cli", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-
-
-def finish(proc: subprocess.Popen[bytes], log: Path) -> str:
-    """The output of a started ``ssgrl``, which must succeed within 4 minutes (a process left
-    waiting for the other would hang: the timeout makes that a failure)."""
-    try:
-        proc.wait(timeout=240)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    output = log.read_text(errors="replace")
-    assert proc.returncode == 0, f"{' '.join(map(str, proc.args))} failed:\n{output[-4000:]}"
-    return output
-
-
 def callback_arg(out: Path, poison: list[list[int]]) -> str:
     spec = {"class_path": "test_distributed_fit.RecordSteps"}
     spec["init_args"] = {"out": str(out), "poison": poison}  # type: ignore[assignment]
@@ -184,15 +156,16 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     plan = {"ddp": (2, BATCH, [[1, POISONED_STEP]]), "one": (1, 2 * BATCH, [[0, POISONED_STEP]])}
     started = {}
     for name, (devices, batch, poison) in plan.items():  # both at once: start-up is mostly idle
-        started[name] = start(
+        started[name] = start_ssgrl(
             tmp / f"{name}.log",
             *("fit", "--config", str(config), "--run_dir", str(tmp / name)),
             *("--trainer.strategy", "ddp", "--trainer.devices", str(devices)),
             *("--data.batch_size", str(batch)),
             *("--trainer.callbacks", callback_arg(tmp / f"{name}-steps", poison)),
+            pythonpath=HERE,
         )
     for name, (devices, _, _) in plan.items():
-        log = finish(started[name], tmp / f"{name}.log")
+        log = finish_ssgrl(started[name], tmp / f"{name}.log")
         run = tmp / name
         steps = tmp / f"{name}-steps"
         ranks = [json.loads((steps / f"rank{r}.json").read_text()) for r in range(devices)]

@@ -8,12 +8,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import start_ssgrl
 from test_resume import (  # the uninterrupted runs are shared
     assert_same_run,
     check_interrupted,
@@ -52,26 +52,15 @@ def test_sigterm_from_outside_checkpoints_and_resume_is_exact(
     (2 workers) equals the uninterrupted one (no workers)."""
     run, log = tmp_path / "run", tmp_path / "steps.jsonl"
     args = fit_args(run, log, cached=False, workers=2, wait_at=4)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
-        "OMP_NUM_THREADS": str(torch.get_num_threads()),
-    }
-    err_file = tmp_path / "stderr.txt"
-    with err_file.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ssgrl.cli", *args],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-        try:
-            _wait_for_step(log, 4, proc, limit=180)
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    err_file = tmp_path / "output.txt"
+    proc = start_ssgrl(err_file, *args, threads=torch.get_num_threads(), pythonpath=HERE)
+    try:
+        _wait_for_step(log, 4, proc, limit=180)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
     stderr = err_file.read_text()
     assert code == 128 + signal.SIGTERM, stderr[-3000:]
     assert "Traceback" not in stderr
