@@ -3,7 +3,10 @@
 1. generate the data; 2. build the label graph (train split only, by the function ``fit`` uses);
 3. train SSGRL on the offline ImageNet EfficientNet-Lite0 backbone; 4. evaluate on the held-out
 test split; 5. train the plain baseline (same backbone, global average pooling + linear) under
-the same budget; 6-7. write ``report.md`` and ``summary.json``; 8. print where everything is.
+the same budget; 6. train SSGRL without the graph (T = 0); 7. compare the three with paired
+bootstrap intervals over the test images (``compare.md``/``.html``/``.json``, as
+``ssgrl compare``); 8. write ``report.md`` (with that ablation table) and ``report.html`` (as
+``ssgrl report`` of the SSGRL run); 9. ``summary.json``; 10. print where everything is.
 
 Each model is trained and tested through the run machinery of ``ssgrl fit`` / ``ssgrl test``
 (``run_cli``): its own run directory, resolved ``config.yaml``, ``metrics.json`` with the
@@ -25,6 +28,15 @@ import numpy as np
 import torch
 import yaml
 
+from ssgrl.analysis.compare import (
+    Comparison,
+    compare_runs,
+    format_markdown,
+    format_terminal,
+    load_run,
+    write_outputs,
+)
+from ssgrl.analysis.report import write_report
 from ssgrl.data.registry import load_split
 from ssgrl.engine.cli import run_cli
 from ssgrl.engine.module import write_json
@@ -69,6 +81,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "demo's folder to reuse its features",
     )
     parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="paired bootstrap resamples of the ablation table (default 1000)",
+    )
+    parser.add_argument(
+        "--no-ablation",
+        dest="ablation",
+        action="store_false",
+        help="skip SSGRL without the graph (the comparison then has SSGRL and the baseline)",
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
 
@@ -89,7 +113,9 @@ def _data_section(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_config(arch: str, lr: float, args: argparse.Namespace) -> dict[str, Any]:
+def run_config(
+    arch: str, lr: float, args: argparse.Namespace, ggnn_steps: int | None = None
+) -> dict[str, Any]:
     """The demo's recipe as an ``ssgrl fit`` config: frozen ImageNet EfficientNet-Lite0,
     cached features, Adam with a cosine schedule."""
     return {
@@ -110,7 +136,7 @@ def run_config(arch: str, lr: float, args: argparse.Namespace) -> dict[str, Any]
                 "train_stages": 0,
                 "d1": 256,
                 "d2": 256,
-                "ggnn_steps": args.ggnn_steps,
+                "ggnn_steps": args.ggnn_steps if ggnn_steps is None else ggnn_steps,
             },
             "pretrained": "efficientnet-lite0",
             "embeddings": {"source": "glove50"},
@@ -134,13 +160,20 @@ class Trained:
     times: dict[str, float]
 
 
-def _train(arch: str, lr: float, name: str, args: argparse.Namespace, out: Path) -> Trained:
+def _train(
+    arch: str,
+    lr: float,
+    name: str,
+    args: argparse.Namespace,
+    out: Path,
+    ggnn_steps: int | None = None,
+) -> Trained:
     """``ssgrl fit`` (best epoch by val mAP), then ``ssgrl test`` of best.ckpt, sharing the
     backbone features of every earlier run through the feature cache folder."""
     run = out / name
     config = out / "configs" / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump(run_config(arch, lr, args), sort_keys=False))
+    config.write_text(yaml.safe_dump(run_config(arch, lr, args, ggnn_steps), sort_keys=False))
     cache = ["--feature_cache_dir", str(args.feature_cache_dir or out / "features")]
     t0 = time.perf_counter()
     fit = run_cli(["fit", "--config", str(config), "--run_dir", str(run), *cache])
@@ -187,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     test = load_split("synthetic", "test", **section["dataset_options"])
     times["generate_data_s"] = time.perf_counter() - t0
     print(
-        f"[1/8] data: {len(train)} train / {len(val)} val / {len(test)} test images, {len(train.classes)} classes"
+        f"[1/10] data: {len(train)} train / {len(val)} val / {len(test)} test images, {len(train.classes)} classes"
     )
 
     # 2. the label graph, by the function `ssgrl fit` builds it with (its options: the default)
@@ -196,19 +229,19 @@ def run(args: argparse.Namespace) -> int:
     graph.save(out / "graph")
     plot_graph(graph, out / "graph" / "graph.png")
     times["graph_s"] = time.perf_counter() - t0
-    print(f"[2/8] label graph -> {out / 'graph'}")
+    print(f"[2/10] label graph -> {out / 'graph'}")
 
     # 3-4. SSGRL, 5. baseline: each through `ssgrl fit` + `ssgrl test`; the frozen backbone's
     # features are computed by the first run and read from out/features by the others
-    print("[3/8] training SSGRL (frozen ImageNet EfficientNet-Lite0, features computed once)")
+    print("[3/10] training SSGRL (frozen ImageNet EfficientNet-Lite0, features computed once)")
     ssgrl = _train("ssgrl", args.lr, "ssgrl", args, out)
     times.update({f"ssgrl_{k}": v for k, v in ssgrl.times.items()})
     ssgrl_m, ssgrl_ckpt = ssgrl.metrics, ssgrl.checkpoint
-    print(f"[4/8] SSGRL test mAP {ssgrl_m['mAP']:.2f}")
+    print(f"[4/10] SSGRL test mAP {ssgrl_m['mAP']:.2f}")
     # The baseline gets the same epochs and data, and, since it costs seconds on cached
     # features, the best of three learning rates by validation mAP: a fair, not a weak, rival.
     print(
-        f"[5/8] training the baseline (global average pooling + linear) at lr {BASELINE_LR_FACTORS} x {args.lr:g}"
+        f"[5/10] training the baseline (global average pooling + linear) at lr {BASELINE_LR_FACTORS} x {args.lr:g}"
     )
     t0 = time.perf_counter()
     candidates: list[Trained] = []
@@ -223,6 +256,29 @@ def run(args: argparse.Namespace) -> int:
     base_lr, base_m, base_ckpt = chosen.lr, chosen.metrics, chosen.checkpoint
     times["baseline_train_test_s"] = time.perf_counter() - t0
     print(f"      baseline (lr {base_lr:g}, chosen on val) test mAP {base_m['mAP']:.2f}")
+
+    # 6. the ablation: SSGRL without the graph (T = 0), then all three compared with paired
+    # bootstrap intervals over the test images (ssgrl compare)
+    ablation_runs = {"ssgrl": ssgrl.run_dir}
+    if args.ablation and args.ggnn_steps != 0:
+        print("[6/10] training SSGRL without the graph (T = 0 GGNN steps), same recipe")
+        no_graph = _train("ssgrl", args.lr, "no_graph", args, out, ggnn_steps=0)
+        times.update({f"no_graph_{k}": v for k, v in no_graph.times.items()})
+        ablation_runs["no-graph"] = no_graph.run_dir
+    ablation_runs["baseline"] = chosen.run_dir
+    t0 = time.perf_counter()
+    comparison = compare_runs(
+        [load_run(path, name=name) for name, path in ablation_runs.items()],
+        reference="ssgrl",
+        resamples=args.bootstrap,
+        seed=args.seed,
+    )
+    write_outputs(comparison, out / "compare.md", out / "compare.html", out / "compare.json")
+    times["compare_s"] = time.perf_counter() - t0
+    print(
+        f"[7/10] paired bootstrap comparison ({args.bootstrap} resamples) -> {out / 'compare.md'}"
+    )
+    print(format_terminal(comparison, top=5))
 
     # 6. report: explanations, localisation, per-class AP
     t0 = time.perf_counter()
@@ -251,6 +307,9 @@ def run(args: argparse.Namespace) -> int:
         out / "per_class_ap.png",
     )
     times["report_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_report(ssgrl.run_dir, out / "report.html", per_class=1)
+    times["report_html_s"] = time.perf_counter() - t0
     times["total_s"] = time.perf_counter() - start
     summary = {
         "ssgrl": ssgrl_m,  # the same keys as `ssgrl metrics --json`
@@ -264,6 +323,8 @@ def run(args: argparse.Namespace) -> int:
             f"{c.lr:g}": {"val_mAP": c.best_val, "test_mAP": c.metrics["mAP"]} for c in candidates
         },
         "runs": {c.name: str(c.run_dir) for c in [ssgrl, *candidates]},
+        "ablation_runs": {name: str(path) for name, path in ablation_runs.items()},
+        "ablation": _ablation_summary(comparison),
         "attention_in_boxes": {
             "mass": loc.mass,
             "chance": loc.chance,
@@ -280,17 +341,37 @@ def run(args: argparse.Namespace) -> int:
         "wall_time_s": {k: round(v, 2) for k, v in times.items()},
     }
     write_json(out / "summary.json", summary)
-    _write_report(out, summary, ssgrl_m, base_m, list(test.classes), pictures)
-    print(f"[6/8] report -> {out / 'report.md'}")
-    print(f"[7/8] summary -> {out / 'summary.json'}")
+    _write_report(
+        out, summary, ssgrl_m, base_m, list(test.classes), pictures, format_markdown(comparison)
+    )
+    print(f"[8/10] report -> {out / 'report.md'}, {out / 'report.html'}")
+    print(f"[9/10] summary -> {out / 'summary.json'}")
     print(
-        f"[8/8] done in {times['total_s']:.0f} s. SSGRL mAP {ssgrl_m['mAP']:.2f} vs baseline "
+        f"[10/10] done in {times['total_s']:.0f} s. SSGRL mAP {ssgrl_m['mAP']:.2f} vs baseline "
         f"{base_m['mAP']:.2f} ({summary['ssgrl_minus_baseline_mAP']:+.2f}).\n"
         f"      checkpoint: {ssgrl_ckpt}\n"
         f"      try: ssgrl predict --checkpoint {ssgrl_ckpt} {out / 'explain'}\n"
         f"      TensorBoard: tensorboard --logdir {out}"
     )
     return 0
+
+
+def _ablation_summary(c: Comparison) -> dict[str, Any]:
+    """Each ablation run's mAP/CF1/OF1 and its difference from SSGRL, with their intervals."""
+    return {
+        "reference": c.reference,
+        "resamples": c.resamples,
+        "level": c.level,
+        "runs": {
+            name: {m: e.to_dict() for m, e in est.items()} for name, est in c.estimates.items()
+        },
+        "differences": {
+            name: {m: e.to_dict() for m, e in diff.items()} for name, diff in c.differences.items()
+        },
+        "classes_excluding_zero": {
+            name: [d.name for d in c.significant_classes(name)] for name in c.differences
+        },
+    }
 
 
 def _frac(v: float | None) -> float | None:
@@ -315,6 +396,7 @@ def _write_report(
     b: dict[str, Any],
     classes: list[str],
     pictures: list[Path],
+    ablation: str,
 ) -> None:
     loc = summary["attention_in_boxes"]
     args_lr = float(summary["ssgrl_lr"])
@@ -351,6 +433,16 @@ def _write_report(
         a, z = s["per_class_AP"][c], b["per_class_AP"][c]
         diff = "" if a is None or z is None else f"{a - z:+.2f}"
         lines.append(f"| {c} | {_fmt(a)} | {_fmt(z)} | {diff} |")
+    lines += [
+        "",
+        "## Ablation with 95% paired bootstrap intervals",
+        "",
+        "SSGRL, SSGRL without the graph (T = 0 GGNN steps, same recipe) and the baseline, scored on "
+        "the same test images (`ssgrl compare`, also in compare.html; the full report of the "
+        "SSGRL run: report.html).",
+        "",
+        ablation,
+    ]
     lines += ["", "## Where SSGRL looks", ""]
     lines += [f"![{p.stem}]({p.relative_to(out)})" for p in pictures]
     lines += [

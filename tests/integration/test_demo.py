@@ -49,6 +49,30 @@ def test_demo_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert (out / picture).is_file() and f"]({picture})" in report
     assert (out / "graph" / "graph.json").is_file()
+    # the ablation: SSGRL, SSGRL without the graph and the chosen baseline, compared with paired
+    # bootstrap intervals against SSGRL; its table is in report.md; report.html for SSGRL
+    ablation = summary["ablation"]
+    assert ablation["reference"] == "ssgrl" and ablation["resamples"] == 1000
+    assert list(ablation["runs"]) == ["ssgrl", "no-graph", "baseline"]
+    assert set(ablation["differences"]) == {"no-graph", "baseline"}
+    assert ablation["runs"]["ssgrl"]["mAP"]["value"] == pytest.approx(summary["ssgrl"]["mAP"])
+    assert ablation["runs"]["baseline"]["mAP"]["value"] == pytest.approx(summary["baseline"]["mAP"])
+    for name, diff in ablation["differences"].items():
+        mAP = diff["mAP"]
+        assert mAP["low"] <= mAP["value"] <= mAP["high"], name
+    no_graph = yaml.safe_load(
+        (Path(summary["ablation_runs"]["no-graph"]) / "config.yaml").read_text()
+    )
+    assert (
+        no_graph["model"]["net"]["arch"] == "ssgrl" and no_graph["model"]["net"]["ggnn_steps"] == 0
+    )
+    assert "## Ablation with 95% paired bootstrap intervals" in report
+    assert "| no-graph |" in report and "ΔmAP vs ssgrl" in report
+    for name in ("compare.md", "compare.html", "compare.json", "report.html"):
+        assert (out / name).is_file(), name
+    page = (out / "report.html").read_text()
+    assert '<section id="attention">' in page and "data:image/png;base64," in page
+    assert summary["wall_time_s"]["compare_s"] >= 0 and summary["wall_time_s"]["report_html_s"] >= 0
     # a second run never writes into a used folder
     assert main(args) == 2
 

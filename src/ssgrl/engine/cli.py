@@ -329,6 +329,10 @@ class SSGRLCLI(LightningCLI):
         }
         split = self.datamodule.load(role)
         np.save(self.run_dir / f"{stage}_logits.npy", result["logits"])
+        # the image id of each row: `ssgrl compare` pairs runs by them
+        ids = [str(split.ids[int(i)]) for i in result["index"]]
+        split_name = self.datamodule.split_names[role]
+        write_json(self.run_dir / f"{stage}_ids.json", {"split": split_name, "ids": ids})
         if result["metrics"] is None:
             out["note"] = "labels of this split are not public: no metrics; see the written scores"
             out["predictions"] = str(self._write_unlabelled(split, result))

@@ -1,0 +1,1 @@
+"""Comparisons with their uncertainty (paired bootstrap), ablations and HTML reports of runs."""
