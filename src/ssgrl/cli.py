@@ -19,9 +19,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("ssgrl.inference.server", "an HTTP service and web page: labels and attention"),
     "metrics": ("ssgrl.metrics.cli", "score saved predictions (mAP, CP/CR/CF1, OP/OR/OF1)"),
     "graph": ("ssgrl.graph.cli", "build the label co-occurrence graph of a split"),
-    "demo": ("ssgrl.demo", "generate data, train SSGRL and a baseline, write a report"),
+    "demo": (
+        "ssgrl.demo",
+        "generate data, train SSGRL, SSGRL without the graph and a baseline, compare, report",
+    ),
     "import-official": ("ssgrl.engine.official", "convert the authors' released checkpoint"),
     "calibrate": ("ssgrl.inference.calibrate", "fit per-class thresholds on the validation split"),
+    "make-photos": ("ssgrl.data.photos", "build a small real-photo dataset (offline collages)"),
+    "compare": (
+        "ssgrl.analysis.compare",
+        "compare tested runs: mAP/CF1/OF1 with paired bootstrap intervals, per-class differences",
+    ),
+    "ablate": ("ssgrl.analysis.ablate", "train and test model variants, then compare them"),
+    "report": ("ssgrl.analysis.report", "a self-contained HTML report of a tested run"),
 }
 
 

@@ -94,6 +94,7 @@ def test_the_recipes_are_there() -> None:
     for dataset in DATASETS:
         assert {f"{dataset}_paper", f"{dataset}_heldout", f"{dataset}_modern"} <= names
     assert {"tiny", "tiny_finetune"} <= names
+    assert {"custom_small", "custom_small_finetune"} <= names
     # the repository's configs/ is the package's folder, not a copy that could drift
     assert (REPO / "configs").resolve() == CONFIGS.resolve()
 
@@ -354,6 +355,35 @@ def test_tiny_configs(clis: dict[str, SSGRLCLI]) -> None:
     }
 
 
+def test_custom_small_configs(clis: dict[str, SSGRLCLI]) -> None:
+    """The small-data recipe: a manifest dataset, early stopping on val mAP, weight decay and
+    dropout, flip-augmented cached features; the fine-tuning variant trains the last stage."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    recipe, finetune = clis["custom_small"], clis["custom_small_finetune"]
+    for cli in (recipe, finetune):
+        dm, module = cli.datamodule, cli.model
+        assert dm.dataset == "manifest" and dm.root is None  # --data.root on the command line
+        assert dm.split_names == {"train": "train", "val": "val", "test": "test"}
+        assert dm.train_augment == "flip"
+        (stopper,) = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
+        assert (stopper.monitor, stopper.mode, stopper.patience) == ("val/mAP", "max", 5)
+        assert module.model_config.backbone == "tf_efficientnet_lite0"
+        assert module.pretrained == "efficientnet-lite0"
+        # the values benchmarks/small_data_recipe.py chose on validation mAP
+        assert (module.optim.optimizer, module.optim.weight_decay) == ("adamw", 1.0)
+        assert module.model_config.dropout == 0.5
+    assert recipe.model.model_config.train_stages == 0 and recipe.config["cache_features"]
+    assert (recipe.model.optim.lr, finetune.model.optim.lr) == (1e-3, 3e-4)
+    assert finetune.model.model_config.train_stages == 1
+    assert finetune.config["cache_features"] is False
+    assert differing_keys("custom_small", "custom_small_finetune") == {
+        "model.net.train_stages",
+        "model.optim.lr",
+        "cache_features",
+    }
+
+
 @pytest.mark.parametrize("config", PAPER, ids=lambda p: p.stem)
 def test_paper_transforms_give_576(config: Path, clis: dict[str, SSGRLCLI]) -> None:
     """Train: 640 resize, random square crop, 576 resize; test: 640 resize, centre crop 576."""
@@ -440,4 +470,4 @@ def test_configs_ship_in_the_wheel(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {n for n in names if re.fullmatch(r"ssgrl/configs/[^/]+\.yaml", n)}
     assert shipped == {f"ssgrl/configs/{p.name}" for p in ALL}
-    assert len(shipped) == 11
+    assert len(shipped) == 13
