@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import yaml
 
+from ssgrl.analysis.ablate import cache_args
 from ssgrl.analysis.bootstrap import resample_counts, resample_indices, weighted_average_precision
 from ssgrl.cli import main
 from ssgrl.metrics import compute_metrics
@@ -161,3 +162,12 @@ def test_compare_refuses_runs_on_other_images(
     untested.mkdir()
     assert main(["compare", str(ablation / "ssgrl"), str(untested)]) == 2
     assert "ssgrl test --config" in capsys.readouterr().err
+
+
+def test_ablate_shares_the_users_feature_cache_folder_when_given(tmp_path: Path) -> None:
+    """A cache folder among the overrides is the one every variant uses (not OUT/features)."""
+    own = cache_args(str(TINY), [], tmp_path)
+    assert own == ["--cache_features", "true", "--feature_cache_dir", str(tmp_path / "features")]
+    given = ["--feature_cache_dir", str(tmp_path / "mine")]
+    assert cache_args(str(TINY), given, tmp_path) == ["--cache_features", "true"]
+    assert cache_args(str(TINY), [f"--feature_cache_dir={tmp_path}"], tmp_path)[-1] == "true"

@@ -73,7 +73,8 @@ def parse_variants(text: str) -> list[Variant]:
 
 def cache_args(config: str, overrides: list[str], out: Path) -> list[str]:
     """Feature-cache options shared by every variant when caching is exact: a frozen backbone
-    (model.net.train_stages 0) and a deterministic training transform (none or flip)."""
+    (model.net.train_stages 0) and a deterministic training transform (none or flip). The
+    cache folder is OUT/features unless the overrides name one (then that one is used)."""
     from ssgrl.engine.cli import parse_config
 
     cfg = parse_config(config, *overrides)
@@ -81,6 +82,8 @@ def cache_args(config: str, overrides: list[str], out: Path) -> list[str]:
     deterministic = cfg.data.train_augment in ("none", "flip")
     if not (frozen and deterministic):
         return []
+    if any(a == "--feature_cache_dir" or a.startswith("--feature_cache_dir=") for a in overrides):
+        return ["--cache_features", "true"]
     return ["--cache_features", "true", "--feature_cache_dir", str(out / "features")]
 
 
