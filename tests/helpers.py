@@ -13,6 +13,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from ssgrl.data.base import PRESENT, Split
 
@@ -80,3 +85,29 @@ def finish_ssgrl(proc: subprocess.Popen[bytes], log: Path, timeout: float = 240)
 def run_ssgrl(log: Path, *args: str, timeout: float = 300) -> str:
     """Run ``ssgrl ARGS`` in a fresh interpreter to the end; its output (it must exit 0)."""
     return finish_ssgrl(start_ssgrl(log, *args), log, timeout)
+
+
+class LargestAllocation(TorchDispatchMode):
+    """Records the largest storage (in elements) any aten op returns, forward and backward.
+
+    Storage size, not numel: a broadcast view is free, a materialised tensor is not."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+        self.op = ""
+
+    def __torch_dispatch__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                size = t.untyped_storage().nbytes() // t.element_size()
+                if size > self.largest:
+                    self.largest, self.op = size, str(func)
+        return out

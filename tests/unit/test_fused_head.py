@@ -6,13 +6,11 @@ are channels_last."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from helpers import LargestAllocation
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 import ssgrl
 from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, write_checkpoint
@@ -239,30 +237,6 @@ def test_the_attention_tensor_is_formed_one_chunk_at_a_time(
     with LargestAllocation() as meter:
         m(fmap, torch.randn(c, DS))
     assert meter.largest == b * h * w * c * d1
-
-
-class LargestAllocation(TorchDispatchMode):
-    """The largest storage (in elements) any aten op returns, forward and backward."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.largest = 0
-        self.op = ""
-
-    def __torch_dispatch__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                size = t.untyped_storage().nbytes() // t.element_size()
-                if size > self.largest:
-                    self.largest, self.op = size, str(func)
-        return out
 
 
 @pytest.mark.parametrize("name", ["tf_efficientnet_lite0", "resnet18"])

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import LargestAllocation
 from torch import nn
 from torch.nn import functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, write_checkpoint
 from ssgrl.data.transforms import Preprocessing
@@ -488,32 +487,6 @@ def test_model_construction_errors() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # memory: the decoupling never forms (B, HW, C, d2) or (B, HW, C, N)
-
-
-class LargestAllocation(TorchDispatchMode):
-    """Records the largest storage (in elements) any aten op returns, forward and backward.
-
-    Storage size, not numel: a broadcast view is free, a materialised tensor is not."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.largest = 0
-        self.op = ""
-
-    def __torch_dispatch__(
-        self,
-        func: Any,
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
-                size = t.untyped_storage().nbytes() // t.element_size()
-                if size > self.largest:
-                    self.largest, self.op = size, str(func)
-        return out
 
 
 def _naive_decoupling(
