@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -111,3 +112,45 @@ class LargestAllocation(TorchDispatchMode):
                 if size > self.largest:
                     self.largest, self.op = size, str(func)
         return out
+
+
+def tiny_lite0_config(
+    synthetic: dict[str, Any],
+    epochs: int,
+    optim: dict[str, Any],
+    data: dict[str, Any] | None = None,
+    devices: int | None = 1,
+    cache_features: bool = False,
+) -> str:
+    """The YAML of a small CPU fit: frozen ImageNet Lite0, a d1 = d2 = 32 SSGRL head with one-hot
+    embeddings, on generated data (``synthetic``: the dataset options, 64 px); ``devices``
+    None leaves the number of processes to the command line."""
+    trainer: dict[str, Any] = {"max_epochs": epochs, "accelerator": "cpu"}
+    if devices is not None:
+        trainer["devices"] = devices
+    trainer |= {"enable_model_summary": False, "enable_progress_bar": False}
+    config: dict[str, Any] = {
+        "seed_everything": 0,
+        "trainer": {**trainer, "log_every_n_steps": 1},
+        "model": {
+            "net": {
+                "arch": "ssgrl",
+                "backbone": "tf_efficientnet_lite0",
+                "train_stages": 0,
+                "d1": 32,
+                "d2": 32,
+            },
+            "pretrained": "efficientnet-lite0",
+            "embeddings": {"source": "onehot"},
+            "optim": optim,
+        },
+        "data": {
+            "dataset": "synthetic",
+            "dataset_options": synthetic,
+            "image_size": 64,
+            **(data or {}),
+        },
+    }
+    if cache_features:
+        config["cache_features"] = True
+    return yaml.safe_dump(config, sort_keys=False)

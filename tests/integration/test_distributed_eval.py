@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import run_ssgrl
+from helpers import run_ssgrl, tiny_lite0_config
 
 from ssgrl.data.datamodule import SSGRLDataModule
 from ssgrl.data.registry import load_split
@@ -36,33 +36,7 @@ BATCH = 4
 DEVICES = 2
 SYNTHETIC = {"num_train": 8, "num_val": 4, "num_test": NUM_TEST, "image_size": 64}
 
-CONFIG = f"""\
-seed_everything: 0
-trainer:
-  max_epochs: 1
-  accelerator: cpu
-  devices: 1
-  enable_model_summary: false
-  enable_progress_bar: false
-  log_every_n_steps: 1
-model:
-  net:
-    arch: ssgrl
-    backbone: tf_efficientnet_lite0
-    train_stages: 0
-    d1: 32
-    d2: 32
-  pretrained: efficientnet-lite0
-  embeddings:
-    source: onehot
-  optim:
-    lr: 0.01
-data:
-  dataset: synthetic
-  dataset_options: {json.dumps(SYNTHETIC)}
-  image_size: 64
-  batch_size: {BATCH}
-"""
+CONFIG = tiny_lite0_config(SYNTHETIC, epochs=1, optim={"lr": 0.01}, data={"batch_size": BATCH})
 
 
 @pytest.fixture(scope="module")

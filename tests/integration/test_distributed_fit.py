@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import finish_ssgrl, start_ssgrl
+from helpers import finish_ssgrl, start_ssgrl, tiny_lite0_config
 from lightning.pytorch.callbacks import Callback
 
 from ssgrl.data.registry import load_split
@@ -54,33 +54,13 @@ POISONED_STEP = 5  # epoch 1, batch 1: on rank 1 only under DDP, the whole batch
 SYNTHETIC = {"num_train": NUM_TRAIN, "num_val": NUM_VAL, "num_test": 4, "image_size": 64}
 ATOL, RTOL = 1e-5, 1e-4
 
-CONFIG = f"""\
-seed_everything: 0
-trainer:
-  max_epochs: {EPOCHS}
-  accelerator: cpu
-  enable_model_summary: false
-  enable_progress_bar: false
-  log_every_n_steps: 1
-model:
-  net:
-    arch: ssgrl
-    backbone: tf_efficientnet_lite0
-    train_stages: 0
-    d1: 32
-    d2: 32
-  pretrained: efficientnet-lite0
-  embeddings:
-    source: onehot
-  optim:
-    optimizer: sgd
-    lr: 0.05
-data:
-  dataset: synthetic
-  dataset_options: {json.dumps(SYNTHETIC)}
-  image_size: 64
-cache_features: true
-"""
+CONFIG = tiny_lite0_config(
+    SYNTHETIC,
+    epochs=EPOCHS,
+    optim={"optimizer": "sgd", "lr": 0.05},
+    devices=None,  # set on the command line
+    cache_features=True,
+)
 
 
 class RecordSteps(Callback):

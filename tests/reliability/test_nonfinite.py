@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import tiny_lite0_config
 from lightning.pytorch.callbacks import Callback
 
 from ssgrl.data.registry import load_split
@@ -31,35 +32,13 @@ pytestmark = [
 SYNTHETIC = {"num_train": 16, "num_val": 8, "num_test": 4, "image_size": 64}
 STEPS_PER_EPOCH = 4  # 16 images, batch 4
 
-CONFIG = f"""\
-seed_everything: 0
-trainer:
-  max_epochs: 2
-  accelerator: cpu
-  devices: 1
-  enable_model_summary: false
-  enable_progress_bar: false
-  log_every_n_steps: 1
-model:
-  net:
-    arch: ssgrl
-    backbone: tf_efficientnet_lite0
-    train_stages: 0
-    d1: 32
-    d2: 32
-  pretrained: efficientnet-lite0
-  embeddings:
-    source: onehot
-  optim:
-    lr: 0.01
-    max_nonfinite_steps: 2
-data:
-  dataset: synthetic
-  dataset_options: {json.dumps(SYNTHETIC)}
-  image_size: 64
-  batch_size: 4
-cache_features: true
-"""
+CONFIG = tiny_lite0_config(
+    SYNTHETIC,
+    epochs=2,
+    optim={"lr": 0.01, "max_nonfinite_steps": 2},
+    data={"batch_size": 4},
+    cache_features=True,
+)
 
 
 class Poison(Callback):
