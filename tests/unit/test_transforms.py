@@ -111,6 +111,7 @@ def test_preprocessing_is_frozen_and_round_trips() -> None:
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "interpolation": "bicubic",
+        "jpeg_draft": False,
     }
     assert Preprocessing.from_dict(record) == pre
     assert Preprocessing.from_dict(json.loads(json.dumps(record))) == pre  # as in a checkpoint
@@ -137,7 +138,10 @@ def test_resolve_takes_the_backbones_values_where_unset(backbone: str) -> None:
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         interpolation=cfg.interpolation,
+        jpeg_draft=True,  # new runs decode JPEGs at reduced scale where it covers
     )
+    request = PreprocessingRequest(image_size=96, jpeg_draft=False)
+    assert resolve_preprocessing(backbone, request).jpeg_draft is False
 
 
 def test_the_two_backbones_differ() -> None:
@@ -162,7 +166,7 @@ def test_resolve_keeps_the_requests_values(backbone: str) -> None:
         interpolation="nearest",
     )
     assert resolve_preprocessing(backbone, request) == Preprocessing(
-        576, 640, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), "nearest"
+        576, 640, (0.1, 0.2, 0.3), (0.4, 0.5, 0.6), "nearest", jpeg_draft=True
     )
     # only some given: those are kept, the rest come from the backbone
     cfg = timm.get_pretrained_cfg(backbone)

@@ -51,6 +51,7 @@ CARD_KEYS = (
     "pretrained",
     "graph_split",
     "precision",
+    "decode",
     "features",
     "checkpoint_selected_on",
 )

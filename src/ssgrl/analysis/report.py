@@ -227,7 +227,8 @@ def _attention(
     from ssgrl.inference.predictor import Predictor
 
     predictor = Predictor(model=model)
-    images = {r: split.load_image(rows[r]) for r in needed}
+    draft = predictor.preprocessing.draft_size  # decoded as the model decodes files
+    images = {r: split.load_image(rows[r], draft) for r in needed}
     maps: dict[int, np.ndarray] = {}
     probs: dict[int, np.ndarray] = {}
     for start in range(0, len(needed), 16):

@@ -60,8 +60,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def load_image(self, index: int) -> Image.Image:
-        """The RGB image ``index``."""
+    def load_image(self, index: int, draft: tuple[int, int] | None = None) -> Image.Image:
+        """The RGB image ``index``; ``draft``: a JPEG file may be decoded down to that size
+        (``ssgrl.data.decode.open_image``; images that are not files are made whole)."""
+        if draft is not None and self.paths is not None:
+            return open_image(self.paths[index], draft)
         return self.loader(index)
 
     def content_id(self, index: int) -> str:

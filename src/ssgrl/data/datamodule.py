@@ -33,6 +33,8 @@ from ssgrl.data.transforms import (
     Augment,
     Preprocessing,
     PreprocessingRequest,
+    draft_size,
+    eval_pixels,
     eval_transform,
     train_transform,
 )
@@ -43,15 +45,21 @@ Batch = dict[str, torch.Tensor]
 class ImageDataset(Dataset[Batch]):
     """A split as tensors: ``{"image": (3, H, W), "target": (C,) float in {1, 0, -1}, "index"}``."""
 
-    def __init__(self, split: Split, transform: Callable[[Any], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        split: Split,
+        transform: Callable[[Any], torch.Tensor],
+        draft: tuple[int, int] | None = None,
+    ) -> None:
         self.split = split
         self.transform = transform
+        self.draft = draft  # see Split.load_image
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: int) -> Batch:
-        image = self.transform(self.split.load_image(index))
+        image = self.transform(self.split.load_image(index, self.draft))
         target = torch.from_numpy(self.split.targets[index].astype(np.float32))
         return {"image": image, "target": target, "index": torch.tensor(index)}
 
@@ -205,6 +213,11 @@ class SSGRLDataModule(L.LightningDataModule):
             the centre crop (the paper: 640 -> 576); None = image_size (no crop).
         train_augment: none | flip | paper | modern (see ``ssgrl.data.transforms``).
         mean / std / interpolation: None = the backbone's pretraining values (timm config).
+        jpeg_draft: decode JPEG files at 1/2, 1/4 or 1/8 scale where that still covers
+            ``resize`` (libjpeg's DCT scaling: much less work for large photos, pixels within a
+            few levels of a full decode). Saved in the checkpoint, so ``predict``, ``explain``
+            and ``serve`` decode as training did; ``modern`` augmentation decodes training
+            images whole (its crops zoom in).
         on_bad_image: what a quick start-up scan of the training and validation images does
             with missing, empty, unreadable or truncated files: ``error`` names every one and
             stops before training; ``skip`` leaves them out (each remaining image is still seen
@@ -227,6 +240,7 @@ class SSGRLDataModule(L.LightningDataModule):
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
         interpolation: str | None = None,
+        jpeg_draft: bool = True,
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -246,6 +260,7 @@ class SSGRLDataModule(L.LightningDataModule):
             mean=None if mean is None else tuple(mean),  # type: ignore[arg-type]
             std=None if std is None else tuple(std),  # type: ignore[arg-type]
             interpolation=interpolation,
+            jpeg_draft=jpeg_draft,
         )
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -369,18 +384,22 @@ class SSGRLDataModule(L.LightningDataModule):
             )
         self.feature_sources[role] = source
 
-    def image_dataset(self, role: str, train: bool = False, mirrored: bool = False) -> ImageDataset:
+    def image_dataset(
+        self, role: str, train: bool = False, mirrored: bool = False, pixels: bool = False
+    ) -> ImageDataset:
         """``role`` as images: the training transform when ``train``, else the evaluation one
-        (of the horizontal mirror when ``mirrored``)."""
+        (of the horizontal mirror when ``mirrored``); ``pixels``: evaluation images as uint8,
+        for ``normalize_batch`` to finish per batch (``eval_pixels``)."""
         pre = self.preprocessing
         transform: Callable[[Any], torch.Tensor]
+        draft = draft_size(pre, self.train_augment if train else None)
         if train:
             transform = train_transform(pre, self.train_augment, self.paper_scales)
-        elif mirrored:
-            transform = T.Compose([T.RandomHorizontalFlip(p=1.0), eval_transform(pre)])
         else:
-            transform = eval_transform(pre)
-        return ImageDataset(self.load(role), transform)
+            transform = eval_pixels(pre) if pixels else eval_transform(pre)
+            if mirrored:
+                transform = T.Compose([T.RandomHorizontalFlip(p=1.0), transform])
+        return ImageDataset(self.load(role), transform, draft)
 
     # -- loaders -------------------------------------------------------------------------------
     def _loader(self, role: str, train: bool) -> DataLoader[Batch]:

@@ -102,12 +102,24 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, P (opaque), CMYK, YCbCr, ...
 
 
-def decode_image(img: Image.Image) -> Image.Image:
+def draft_image(raw: Image.Image, size: tuple[int, int]) -> None:
+    """Before ``raw.load()``: let libjpeg decode a JPEG at 1/2, 1/4 or 1/8 scale (DCT scaling)
+    when both sides stay >= ``size``; nothing for other formats or smaller images. ``size`` is
+    compared with the stored (not EXIF-rotated) sides, so give a square one."""
+    if raw.format == "JPEG" and raw.width >= 2 * size[0] and raw.height >= 2 * size[1]:
+        raw.draft(None, size)  # a no-op once the pixels are loaded
+
+
+def decode_image(img: Image.Image, draft: tuple[int, int] | None = None) -> Image.Image:
     """``img`` as 8-bit RGB, upright, transparency composited (see the module doc).
 
-    For images that are already open (uploads, tests); ``img`` must be loaded. Returns ``img``
+    For images that are already open (uploads, ``Image.open`` results, tests). Returns ``img``
     itself when it is 8-bit RGB without orientation or transparency, otherwise a new image.
+    ``draft``: a JPEG opened but not yet loaded (``Image.open``) is decoded at reduced scale as
+    ``draft_image`` says; an image already loaded is used as it is.
     """
+    if draft is not None and getattr(img, "tile", None):
+        draft_image(img, draft)
     orientation = _orientation(img)
     rgb = _to_rgb(img)
     method = _TRANSPOSE.get(orientation)
@@ -123,11 +135,16 @@ def decode_image(img: Image.Image) -> Image.Image:
     return upright
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Decode ``path`` as an RGB image, honouring the EXIF orientation (see ``decode_image``)."""
+def open_image(path: str | Path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Decode ``path`` as an RGB image, honouring the EXIF orientation (see ``decode_image``).
+
+    ``draft`` (w, h): a JPEG file is decoded at the smallest of 1, 1/2, 1/4 and 1/8 scale whose
+    sides still cover (w, h) (``draft_image``); other formats are decoded whole."""
     path = Path(path)
     try:
         with Image.open(path) as raw:
+            if draft is not None:
+                draft_image(raw, draft)
             raw.load()
             return decode_image(raw)
     except FileNotFoundError as err:

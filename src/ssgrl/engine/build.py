@@ -36,6 +36,7 @@ def resolve_preprocessing(backbone: str, request: PreprocessingRequest) -> Prepr
         mean=tuple(request.mean if request.mean is not None else base["mean"]),  # type: ignore[arg-type]
         std=tuple(request.std if request.std is not None else base["std"]),  # type: ignore[arg-type]
         interpolation=request.interpolation or str(base["interpolation"]),
+        jpeg_draft=request.jpeg_draft,
     )
 
 

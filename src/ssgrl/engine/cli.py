@@ -261,6 +261,7 @@ class SSGRLCLI(LightningCLI):
             "top_k_variants": None if metrics is None else metrics.get("top_k_variants"),
             "input_size": pre.image_size,
             "crop_policy": pre.describe(),
+            "decode": pre.describe_decode(),
             "backbone": meta.model.backbone,
             "trained_stages": meta.model.train_stages,
             "pretrained": meta.pretrained,

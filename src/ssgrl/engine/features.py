@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from ssgrl.data.datamodule import ImageDataset, SSGRLDataModule
+from ssgrl.data.threaded import batches_in_threads
+from ssgrl.data.transforms import normalize_batch
 from ssgrl.engine.module import SSGRLModule
 from ssgrl.inference.predictor import default_num_workers
 from ssgrl.models.backbone import Backbone
@@ -128,25 +132,38 @@ def compute_features(
     context: Any,
     desc: str,
     progress: bool = True,
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """(N, C, h, w) feature maps of ``dataset`` in order, on the CPU, in the dtype the backbone
     gives under ``context`` (the Trainer's precision context: exact for every precision).
 
     ``num_workers`` DataLoader worker processes open, decode and preprocess the images while
-    the backbone runs on the previous batch (0: all in this process)."""
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+    the backbone runs on the previous batch (0: threads of this process, in turn with the
+    backbone; see ``ssgrl.data.threaded``). ``normalize``: applied to each batch on ``device``
+    (``normalize_batch`` for a dataset of uint8 pixels, ``SSGRLDataModule.image_dataset(...,
+    pixels=True)``)."""
+    loader: Iterable[Any] = (
+        batches_in_threads(dataset, batch_size)
+        if num_workers == 0
+        else DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
     )
+    total = math.ceil(len(dataset) / batch_size)
     chunks = []
     was_training = backbone.training
     backbone.eval()
     try:
         with torch.inference_mode():
-            for batch in tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress):
+            for batch in tqdm(
+                loader, desc=desc, total=total, unit="batch", leave=False, disable=not progress
+            ):
                 images = batch["image"].to(device, non_blocking=True)
+                if normalize is not None:
+                    images = normalize(images)
                 with context():
                     chunks.append(backbone(images).cpu())
     finally:
@@ -168,8 +185,9 @@ class FeatureCaching(Callback):
         directory: keep the features here between runs (None: in memory, for this run only).
         progress: show a progress bar per split.
         num_workers: decoding worker processes for the backbone pass (None: ``data.num_workers``,
-            or, when that is 0 and workers start by fork, ``default_num_workers()``: the pass
-            reads every image once, so workers pay off even where training runs without).
+            or, when that is 0 and workers start by fork, ``default_num_workers(device)``: the
+            pass reads every image once, so on a GPU workers pay off even where training runs
+            without).
     """
 
     def __init__(
@@ -237,7 +255,7 @@ class FeatureCaching(Callback):
         computed = from_disk = 0
         want_mirror = role == "train" and dm.train_augment == "flip"
         for mirrored in (False, True) if want_mirror else (False,):
-            dataset = dm.image_dataset(role, mirrored=mirrored)
+            dataset = dm.image_dataset(role, mirrored=mirrored, pixels=True)
             table, n_new, n_old = self._features(
                 trainer, backbone, dm, dataset, disk, mirrored, role
             )
@@ -275,7 +293,7 @@ class FeatureCaching(Callback):
         if workers is None:
             # a forked worker needs nothing pickled (a split's loader may be a closure)
             forks = multiprocessing.get_context().get_start_method() == "fork"
-            workers = dm.num_workers or (default_num_workers() if forks else 0)
+            workers = dm.num_workers or (default_num_workers(device) if forks else 0)
 
         def run(subset: Any) -> torch.Tensor:
             return compute_features(
@@ -287,6 +305,7 @@ class FeatureCaching(Callback):
                 context,
                 desc,
                 self.progress and trainer.is_global_zero,
+                lambda pixels: normalize_batch(pixels, dm.preprocessing),
             )
 
         if disk is None:

@@ -215,7 +215,8 @@ def preprocess(image: Image.Image, preprocessing: Preprocessing | Mapping[str, A
     decoding (``ssgrl.data.decode.decode_image``: EXIF orientation, alpha over white, 8-bit RGB),
     resize, centre crop and normalisation as the ``Predictor`` (``eval_transform``), equal to it
     within float rounding. ``preprocessing``: a ``Preprocessing`` or its dict
-    (``OnnxEngine.preprocessing_dict``)."""
+    (``OnnxEngine.preprocessing_dict``). With its ``jpeg_draft``, a JPEG from ``Image.open`` that
+    is not loaded yet is decoded at reduced scale, as the ``Predictor`` decodes files."""
     from ssgrl.data.decode import decode_image
 
     pre = preprocessing if isinstance(preprocessing, Mapping) else preprocessing.to_dict()
@@ -224,7 +225,8 @@ def preprocess(image: Image.Image, preprocessing: Preprocessing | Mapping[str, A
     interpolation = str(pre.get("interpolation", "bilinear"))
     if interpolation not in _RESAMPLE:
         raise ValueError(f"preprocessing: interpolation {interpolation!r} is not supported")
-    img = decode_image(image)
+    draft = (resize, resize) if pre.get("jpeg_draft") else None
+    img = decode_image(image, draft)
     if img.size != (resize, resize):
         img = img.resize((resize, resize), resample=_RESAMPLE[interpolation])
     if resize != size:

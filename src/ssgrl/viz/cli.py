@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssgrl.data.decode import ImageDecodeError, open_image
+from ssgrl.data.decode import ImageDecodeError
 from ssgrl.inference.predictor import Predictor
 from ssgrl.viz.attention import render_explanation
 
@@ -48,7 +48,7 @@ def choose_classes(
 def run(args: argparse.Namespace) -> int:
     try:
         predictor = Predictor(args.checkpoint, device=args.device)
-        image = open_image(args.image)
+        image = predictor.open(args.image)
         probs, attention, view = predictor.explain(image)
         idx, note = choose_classes(
             probs, predictor.class_names, args.classes, args.threshold, args.max_classes
