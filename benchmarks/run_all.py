@@ -40,7 +40,7 @@ class Script:
 
 SCRIPTS = (
     Script("head_speed_memory.py", (), ("--repeats", "3", "--train-repeats", "1")),
-    Script("data_path.py", ("--rounds", "2"), ("--quick",)),
+    Script("data_path.py", ("--rounds", "3"), ("--quick",)),
     Script("metrics_speed.py", (), ("--repeats", "3")),
     Script("feature_cache.py", (), ("--num-train", "400", "--num-val", "100")),
     Script("gpu.py", ("--device", "cuda"), ("--device", "cuda", "--steps", "5"), gpu_only=True),
