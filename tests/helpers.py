@@ -154,3 +154,26 @@ def tiny_lite0_config(
     if cache_features:
         config["cache_features"] = True
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def tiny_resnet18_ssgrl(
+    class_names: list[str], resize: int, jpeg_draft: bool, ggnn_steps: int = 1
+) -> Any:
+    """A random-weight SSGRL ``Model`` (ResNet-18, d1 = d2 = 16, 32 px after resizing to
+    ``resize``), in eval mode: the small network of the data-path and ``--compile`` tests."""
+    from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, Model
+    from ssgrl.data.transforms import Preprocessing
+    from ssgrl.models.factory import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    c = len(class_names)
+    config = ModelConfig(arch="ssgrl", backbone="resnet18", d1=16, d2=16, ggnn_steps=ggnn_steps)
+    pre = Preprocessing(32, resize, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bilinear", jpeg_draft)
+    meta = CheckpointMeta(
+        class_names=class_names,
+        model=config,
+        preprocessing=pre,
+        embeddings=EmbeddingInfo("random", 50),
+    )
+    net = build_model(config, c, torch.rand(c, c), torch.randn(c, 50))
+    return Model(net, meta).eval()

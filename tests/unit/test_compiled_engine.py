@@ -10,26 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_resnet18_ssgrl
 from PIL import Image
 
-from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, write_checkpoint
+from ssgrl.checkpoint import write_checkpoint
 from ssgrl.cli import main
-from ssgrl.data.transforms import Preprocessing
 from ssgrl.inference.predictor import Predictor, TorchEngine
-from ssgrl.models.factory import ModelConfig, build_model
 
 CLASSES = ["cat", "dog", "boat"]
 
 
 def _checkpoint(folder: Path) -> Path:
-    torch.manual_seed(0)
-    config = ModelConfig(arch="ssgrl", backbone="resnet18", d1=16, d2=16, ggnn_steps=2)
-    pre = Preprocessing(32, 36, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bilinear", True)
-    meta = CheckpointMeta(
-        class_names=CLASSES, model=config, preprocessing=pre, embeddings=EmbeddingInfo("rnd", 50)
-    )
-    net = build_model(config, len(CLASSES), torch.rand(3, 3), torch.randn(3, 50))
-    return write_checkpoint(net, meta, folder / "model.ckpt")
+    model = tiny_resnet18_ssgrl(CLASSES, resize=36, jpeg_draft=True, ggnn_steps=2)
+    return write_checkpoint(model.net, model.meta, folder / "model.ckpt")
 
 
 def _images(folder: Path, count: int) -> list[Path]:

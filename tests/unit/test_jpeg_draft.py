@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_resnet18_ssgrl
 from PIL import Image
 
-from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, Model
+from ssgrl.checkpoint import Model
 from ssgrl.data.base import file_split
 from ssgrl.data.datamodule import ImageDataset
 from ssgrl.data.decode import decode_image, open_image
@@ -32,7 +33,6 @@ from ssgrl.inference import predictor as predictor_module
 from ssgrl.inference.onnx_engine import preprocess
 from ssgrl.inference.predictor import Predictor, default_num_workers
 from ssgrl.inference.server import Upload, decode_upload
-from ssgrl.models.factory import ModelConfig, build_model
 
 CLASSES = ["a", "b", "c"]
 
@@ -62,14 +62,8 @@ def _jpeg(path: Path, size: tuple[int, int], seed: int = 0, orientation: int | N
 
 
 def _model(jpeg_draft: bool) -> Model:
-    torch.manual_seed(0)
-    config = ModelConfig(arch="ssgrl", backbone="resnet18", d1=16, d2=16, ggnn_steps=1)
-    pre = Preprocessing(32, 40, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bilinear", jpeg_draft)
-    meta = CheckpointMeta(
-        class_names=CLASSES, model=config, preprocessing=pre, embeddings=EmbeddingInfo("random", 50)
-    )
-    net = build_model(config, len(CLASSES), torch.rand(3, 3), torch.randn(3, 50))
-    return Model(net, meta).eval()
+    model: Model = tiny_resnet18_ssgrl(CLASSES, resize=40, jpeg_draft=jpeg_draft)
+    return model
 
 
 def test_draft_decodes_at_the_smallest_scale_that_covers(tmp_path: Path) -> None:
