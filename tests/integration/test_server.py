@@ -87,6 +87,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "gray16.png": Image.fromarray(rng.integers(0, 65536, (50, 70), dtype=np.uint16)),
         "palette.gif": noise(60, 60).convert("P"),
         "photo.jpg": noise(90, 120),
+        "large.jpg": noise(300, 400),  # >= 2 x 96 px: decoded at 1/2 scale (jpeg_draft)
     }
     for name, img in special.items():
         files[name] = out / name
@@ -111,7 +112,8 @@ def client(server: BackgroundServer) -> Iterator[httpx.Client]:
 
 
 def offline_scores(reference: Predictor, path: Path) -> np.ndarray:
-    return reference.predict_images([open_image(path)])[0]
+    """What ``ssgrl predict`` gives for ``path`` (decoded as the checkpoint says, ``open``)."""
+    return reference.predict_images([reference.open(path)])[0]
 
 
 def served_scores(result: dict[str, Any], class_names: list[str]) -> np.ndarray:
@@ -238,6 +240,7 @@ def test_predict_several_files_in_order_with_a_bad_one(
         "gray16.png",
         "palette.gif",
         "photo.jpg",
+        "large.jpg",
         "exif6.jpg",
     ],
 )
@@ -251,6 +254,23 @@ def test_awkward_images_are_predicted_as_offline(
     upload = client.post("/predict", files={"file": (name, images[name].read_bytes())})
     assert upload.status_code == 200, upload.text
     assert_same_record(upload.json()["results"][0], reference, images[name])
+
+
+def test_a_large_jpeg_is_decoded_as_the_checkpoint_was_trained(
+    client: httpx.Client, checkpoint: Path, reference: Predictor, images: dict[str, Path]
+) -> None:
+    """A fitted checkpoint decodes JPEGs at reduced scale (``data.jpeg_draft``, the default):
+    the service does too, so it answers what ``ssgrl predict`` writes for the file, not the
+    scores of a full decode."""
+    path = images["large.jpg"]
+    assert reference.preprocessing.jpeg_draft
+    assert reference.open(path).size == (200, 150)
+    served = served_scores(post_image(client, path).json()["results"][0], reference.class_names)
+    (predicted,) = Predictor(checkpoint).predict_paths([path])
+    assert predicted.probabilities is not None
+    np.testing.assert_allclose(served, predicted.probabilities, atol=TOL)
+    full = reference.predict_images([open_image(path)])[0]
+    assert np.abs(full - predicted.probabilities).max() > 10 * TOL  # the test can tell
 
 
 def _chunks(data: bytes, size: int = 1 << 20) -> Iterator[bytes]:

@@ -16,12 +16,15 @@ import torch
 from torch.utils.data import default_collate
 
 Item = TypeVar("Item")
+Item_co = TypeVar("Item_co", covariant=True)
 
 
-class Indexable(Protocol[Item]):  # type: ignore[misc]
+class Indexable(Protocol[Item_co]):
+    """What a map-style Dataset offers: a length and items by index."""
+
     def __len__(self) -> int: ...
 
-    def __getitem__(self, index: int) -> Item: ...
+    def __getitem__(self, index: int) -> Item_co: ...
 
 
 def batches_in_threads(
