@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -415,6 +416,19 @@ def test_page_and_static_files_are_offline(client: httpx.Client) -> None:
         client.get("/static/style.css").text,
     ):
         assert "http://" not in text and "https://" not in text and "//cdn" not in text
+
+
+def test_docs_pages_load_their_scripts_from_the_server(client: httpx.Client) -> None:
+    """/docs (Swagger UI) and /redoc name only scripts and styles on this server, and serve them."""
+    for page, kinds in (("/docs", ("js", "css")), ("/redoc", ("js",))):
+        html = client.get(page)
+        assert html.status_code == 200
+        refs = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', html.text)
+        assert {ref.rsplit(".", 1)[1] for ref in refs} >= set(kinds), (page, refs)
+        for ref in refs:
+            assert ref.startswith("/"), f"{page} loads {ref} from elsewhere"
+            asset = client.get(ref)
+            assert asset.status_code == 200 and len(asset.content) > 100, ref
 
 
 class CountingEngine:

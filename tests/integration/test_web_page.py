@@ -193,3 +193,25 @@ def test_page_reports_a_bad_file(browser: Any, checkpoint: Path, tmp_path: Path)
         )
         assert "broken.png" in status.text and "not an image" in status.text
         assert not browser.find_elements(By.CSS_SELECTOR, "#labels .label-row")
+
+
+def test_api_docs_render_without_internet(browser: Any, checkpoint: Path) -> None:
+    """/docs renders every endpoint of the API with scripts the server itself serves (CI has no
+    route to a CDN, so a page that fetched one would stay blank)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with BackgroundServer(create_app(Predictor(checkpoint))) as server:
+        browser.get(server.url + "/docs")
+        paths = WebDriverWait(browser, WAIT_S).until(
+            lambda d: (
+                {e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+                >= {"/predict", "/explain", "/health", "/classes"}
+                and {e.text for e in d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+            )
+        )
+        assert "/" not in paths  # the web page itself is not part of the API description
+        loaded = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name);"
+        )
+        assert loaded and all(url.startswith(server.url + "/") for url in loaded), loaded

@@ -5,7 +5,8 @@
   an image that cannot be read gives ``{"image", "error", "status"}`` in its place.
 - ``POST /explain``: one image -> a PNG of attention overlays (``?format=png``) or the per-class
   maps as JSON (``?format=json``); ``?classes=a&classes=b`` picks the classes.
-- ``GET /health``, ``GET /classes``, ``GET /`` (the web page), ``/docs`` (OpenAPI).
+- ``GET /health``, ``GET /classes``, ``GET /`` (the web page), ``/docs`` and ``/redoc`` (OpenAPI;
+  their scripts are served locally, so the pages work on a machine without internet access).
 
 The model is loaded once, before the app is made. Images are decoded and preprocessed in worker
 threads; their tensors go through a ``MicroBatcher``, which runs one forward pass for the requests
@@ -40,6 +41,7 @@ import torch
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from PIL import Image, UnidentifiedImageError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -424,7 +426,7 @@ def create_app(
             await batcher.stop()
             executor.shutdown(wait=True)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc pages load no script from a CDN
         title="ssgrl",
         version=__version__,
         summary="SSGRL multi-label image recognition: labels, scores and attention maps",
