@@ -12,7 +12,9 @@ between rounds moves both sides alike. Printed:
 (b) the trunk's GFLOP/s (MACs counted by ``torch.utils.flop_counter``) contiguous, channels_last
     and channels_last through ``torch.compile`` with frozen weights (``ssgrl predict
     --compile``), as % of the peak (target >= 90%); the compiled whole network too, and what
-    compiling costs once (``--no-compile`` skips these);
+    compiling costs once (``--no-compile`` skips these); and, as the ceiling any convolution
+    library meets, the trunk's own convolutions timed as bare matmuls of the same shapes
+    (im2col GEMMs, without the im2col, BatchNorm or ReLU passes);
 (c) the head overhead (full - trunk) / trunk against its floor head MACs / trunk MACs (GGNN:
     C*T*(3*2N*N + 3*N*N) + the messages, output FC, decoupling, classifier); target <= 1.15x;
 (d) the whole forward, authors' / ours (target >= 1.25x).
@@ -104,6 +106,31 @@ def trunk_macs(size: int) -> float:
     return counter.get_total_flops() / 2
 
 
+def conv_gemms(trunk: torch.nn.Module, x: torch.Tensor) -> list[tuple[int, int, int]]:
+    """(M, K, N) of every convolution of ``trunk`` on ``x`` written as a matrix product
+    (im2col: M = output pixels of the batch, K = input channels x kernel area, N = output
+    channels; a grouped convolution is one product per group)."""
+    shapes: list[tuple[int, int, int]] = []
+
+    def record(m: torch.nn.Module, _inp: object, out: torch.Tensor) -> None:
+        assert isinstance(m, torch.nn.Conv2d)
+        b, _, h, w = out.shape
+        kh, kw = m.kernel_size
+        shape = (b * h * w, m.in_channels // m.groups * kh * kw, m.out_channels // m.groups)
+        shapes.extend([shape] * m.groups)
+
+    hooks = [
+        m.register_forward_hook(record) for m in trunk.modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    try:
+        with torch.inference_mode():
+            trunk(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
 def head_floor_macs(c: int, hw: int) -> float:
     """Multiply-adds the head cannot avoid, per image (the P.f_a fold applied)."""
     decoupling = hw * N * D1 + hw * c * D1 + c * hw * N  # U f, the d1 -> 1 score, sum_wh a f
@@ -127,8 +154,19 @@ def inference(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
     a = torch.randn(n_mm, n_mm, device=device)
     b_mm = torch.randn(n_mm, n_mm, device=device)
 
+    gemm_shapes = conv_gemms(net.backbone, x)
+    operands = {  # one pair per distinct shape: the bound is not lowered by cold weights
+        s: (torch.randn(s[0], s[1], device=device), torch.randn(s[1], s[2], device=device))
+        for s in set(gemm_shapes)
+    }
+
+    def as_matmuls() -> None:
+        for s in gemm_shapes:
+            torch.mm(*operands[s])
+
     runs: dict[str, Callable[[], object]] = {
         "matmul": lambda: torch.mm(a, b_mm),
+        "trunk as matmuls": as_matmuls,
         "trunk contiguous": lambda: trunk(x),
         "trunk channels_last": lambda: net.backbone(x),
         "ours": lambda: net(x),
@@ -176,6 +214,19 @@ def inference(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
         )
         for k in trunks
     }
+    gemm_flops = sum(2 * m * k * n for m, k, n in gemm_shapes)
+    bound = per_round(
+        lambda i: gemm_flops * times["matmul"][i] / (2 * n_mm**3 * times["trunk as matmuls"][i])
+    )
+    of_bound = per_round(
+        lambda i: (
+            2
+            * macs
+            * batch
+            * times["trunk as matmuls"][i]
+            / (gemm_flops * times[f"trunk {target_on}"][i])
+        )
+    )
     floor = head_floor_macs(c, hw) / macs
     overhead = per_round(lambda i: times["ours"][i] / times["trunk channels_last"][i] - 1.0)
     ratio = per_round(lambda i: times["authors"][i] / times["ours"][i])
@@ -205,6 +256,24 @@ def inference(args: argparse.Namespace, device: torch.device) -> list[dict[str, 
                 share[k] >= PEAK_TARGET if k == target_on else None,
             )
         )
+    rows += [
+        _row(
+            "inference",
+            f"the trunk's {len(gemm_shapes)} convolutions as bare matmuls of the same (M, K, N), "
+            "no im2col, BatchNorm or ReLU: what a GEMM convolution can reach here "
+            "(GFLOP/s, % of peak)",
+            f"{gemm_flops / med['trunk as matmuls'] / 1e9:.0f} ({bound:.0%})",
+            "",
+            None,
+        ),
+        _row(
+            "inference",
+            f"ResNet-101 trunk {names[target_on]}, % of those matmuls",
+            f"{of_bound:.0%}",
+            "",
+            None,
+        ),
+    ]
     if args.compile:
         rows.append(
             _row(
