@@ -157,10 +157,15 @@ def tiny_lite0_config(
 
 
 def tiny_resnet18_ssgrl(
-    class_names: list[str], resize: int, jpeg_draft: bool, ggnn_steps: int = 1
+    class_names: list[str],
+    resize: int,
+    jpeg_draft: bool,
+    ggnn_steps: int = 1,
+    image_size: int = 32,
 ) -> Any:
-    """A random-weight SSGRL ``Model`` (ResNet-18, d1 = d2 = 16, 32 px after resizing to
-    ``resize``), in eval mode: the small network of the data-path and ``--compile`` tests."""
+    """A random-weight SSGRL ``Model`` (ResNet-18, d1 = d2 = 16, an ``image_size`` crop after
+    resizing to ``resize``), in eval mode: the small network of the data-path, ``--compile``
+    and ``explain`` tests."""
     from ssgrl.checkpoint import CheckpointMeta, EmbeddingInfo, Model
     from ssgrl.data.transforms import Preprocessing
     from ssgrl.models.factory import ModelConfig, build_model
@@ -168,7 +173,9 @@ def tiny_resnet18_ssgrl(
     torch.manual_seed(0)
     c = len(class_names)
     config = ModelConfig(arch="ssgrl", backbone="resnet18", d1=16, d2=16, ggnn_steps=ggnn_steps)
-    pre = Preprocessing(32, resize, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bilinear", jpeg_draft)
+    pre = Preprocessing(
+        image_size, resize, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bilinear", jpeg_draft
+    )
     meta = CheckpointMeta(
         class_names=class_names,
         model=config,

@@ -16,7 +16,8 @@ import torch
 from helpers import tiny_resnet18_ssgrl
 from PIL import Image
 
-from ssgrl.checkpoint import Model
+from ssgrl.checkpoint import Model, write_checkpoint
+from ssgrl.cli import main
 from ssgrl.data.base import file_split
 from ssgrl.data.datamodule import ImageDataset
 from ssgrl.data.decode import decode_image, open_image
@@ -33,6 +34,7 @@ from ssgrl.inference import predictor as predictor_module
 from ssgrl.inference.onnx_engine import preprocess
 from ssgrl.inference.predictor import Predictor, default_num_workers
 from ssgrl.inference.server import Upload, decode_upload
+from ssgrl.viz import cli as explain_cli
 
 CLASSES = ["a", "b", "c"]
 
@@ -176,6 +178,38 @@ def test_every_path_sees_the_same_pixels(tmp_path: Path) -> None:
     with Image.open(paths[1]) as lazy:
         onnx_input = preprocess(lazy, pre.to_dict())
     np.testing.assert_allclose(onnx_input, expected[1].numpy(), rtol=0, atol=1e-5)
+
+
+def test_explain_draws_the_maps_of_the_drafted_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ssgrl explain`` on a JPEG large enough to draft: its maps and probabilities are those of
+    the image decoded as ``predict`` decodes it, and not those of a full decode."""
+    model = tiny_resnet18_ssgrl(CLASSES, resize=100, jpeg_draft=True, image_size=96)  # 3x3 maps
+    ckpt = write_checkpoint(model.net, model.meta, tmp_path / "model.ckpt")
+    path = _jpeg(tmp_path / "big.jpg", (400, 300), seed=3)
+    drawn: dict[str, object] = {}
+
+    def capture(
+        view: Image.Image, maps: np.ndarray, names: list[str], probs: list[float], **kw: object
+    ) -> None:
+        drawn.update(view=view, maps=maps, names=names, probs=probs)
+
+    monkeypatch.setattr(explain_cli, "render_explanation", capture)
+    argv = ["explain", str(path), "--checkpoint", str(ckpt), "--out", str(tmp_path / "x.png")]
+    assert main([*argv, "--classes", *CLASSES]) == 0
+    assert drawn["names"] == CLASSES
+
+    predictor = Predictor(ckpt)
+    predicted = next(predictor.predict_paths([path])).probabilities
+    np.testing.assert_allclose(drawn["probs"], predicted, rtol=0, atol=1e-6)
+    _, maps, view = predictor.explain(open_image(path, (100, 100)))  # 1/2: 200 x 150
+    np.testing.assert_allclose(drawn["maps"], maps, rtol=0, atol=1e-6)
+    assert np.array_equal(np.asarray(drawn["view"]), np.asarray(view))
+    _, full_maps, full_view = predictor.explain(open_image(path))  # every pixel: other maps
+    assert np.abs(np.asarray(drawn["maps"]) - full_maps).max() > 1e-5  # 10x the match above
+    difference = np.asarray(drawn["view"], dtype=np.float64) - np.asarray(full_view)
+    assert np.abs(difference).mean() > 0.5
 
 
 def test_a_full_decode_checkpoint_reads_every_pixel(tmp_path: Path) -> None:
