@@ -259,6 +259,8 @@ class Predictor:
         for pixels, errors in batches:
             probs: Iterator[np.ndarray] = iter(())
             if pixels is not None:
+                if isinstance(device, torch.device):  # uint8 to the GPU, normalised there
+                    pixels = pixels.to(device, non_blocking=True)
                 images = normalize_batch(pixels, self.preprocessing)
                 probs = iter(_sigmoid(self.engine.logits(images)))
             for k, error in enumerate(errors):
