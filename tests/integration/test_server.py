@@ -617,6 +617,10 @@ def test_serve_help_and_bad_checkpoint(capsys: pytest.CaptureFixture[str], tmp_p
         assert flag in text
     assert main(["serve", "--checkpoint", str(tmp_path / "missing.ckpt")]) == 2
     assert "ssgrl serve: error" in capsys.readouterr().err
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not read")  # --compile reaches the engine, which refuses an ONNX file
+    assert main(["serve", "--checkpoint", str(onnx), "--compile"]) == 2
+    assert "--compile applies to PyTorch checkpoints" in capsys.readouterr().err
 
 
 def test_background_server_is_loopback_only(reference: Predictor) -> None:
