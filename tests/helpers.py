@@ -114,6 +114,16 @@ class LargestAllocation(TorchDispatchMode):
         return out
 
 
+# the network of the small CPU fits: frozen Lite0 trunk, a d1 = d2 = 32 SSGRL head
+TINY_LITE0_NET: dict[str, Any] = {
+    "arch": "ssgrl",
+    "backbone": "tf_efficientnet_lite0",
+    "train_stages": 0,
+    "d1": 32,
+    "d2": 32,
+}
+
+
 def tiny_lite0_config(
     synthetic: dict[str, Any],
     epochs: int,
@@ -133,13 +143,7 @@ def tiny_lite0_config(
         "seed_everything": 0,
         "trainer": {**trainer, "log_every_n_steps": 1},
         "model": {
-            "net": {
-                "arch": "ssgrl",
-                "backbone": "tf_efficientnet_lite0",
-                "train_stages": 0,
-                "d1": 32,
-                "d2": 32,
-            },
+            "net": dict(TINY_LITE0_NET),
             "pretrained": "efficientnet-lite0",
             "embeddings": {"source": "onehot"},
             "optim": optim,

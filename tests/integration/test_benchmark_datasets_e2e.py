@@ -18,6 +18,7 @@ import pytest
 import torch
 import yaml
 from fixtures_voc import make_voc_splits, write_authors_files
+from helpers import TINY_LITE0_NET
 from PIL import Image
 from sklearn.metrics import average_precision_score
 
@@ -79,13 +80,7 @@ def tiny_voc2012_config(tmp: Path) -> Path:
     return write_config(
         tmp / "voc2012.yaml",
         model={
-            "net": {
-                "arch": "ssgrl",
-                "backbone": "tf_efficientnet_lite0",
-                "train_stages": 0,
-                "d1": 32,
-                "d2": 32,
-            },
+            "net": dict(TINY_LITE0_NET),
             "embeddings": {"source": "onehot"},
             "optim": {"lr": 1e-3},
         },
